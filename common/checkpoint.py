@@ -1,0 +1,73 @@
+"""Saving and restoring a whole train state (any pytree of arrays) with orbax.
+
+The state is saved whole so a run resumes exactly. Non-array leaves (static parts of
+Equinox modules) are not saved: restoring combines the saved arrays with a template
+built from the config, so shapes and dtypes are checked against what the run expects.
+A checkpoint that cannot be read raises `CheckpointError` naming the directory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import equinox as eqx
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from common.errors import UserError
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, corrupt or does not match the run's state."""
+
+
+class Checkpointer:
+    """Keeps the latest `max_to_keep` checkpoints of one run under `directory`."""
+
+    def __init__(self, directory: str, max_to_keep: int = 3):
+        self.directory = os.path.abspath(directory)
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep,
+                create=True,
+                # Saves finish before `save` returns: a preempted job must not exit
+                # with a checkpoint half written.
+                enable_async_checkpointing=False,
+            ),
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any) -> None:
+        arrays = eqx.filter(state, eqx.is_array)
+        self._manager.save(step, args=ocp.args.StandardSave(arrays), force=True)
+        self._manager.wait_until_finished()
+
+    def restore(self, template: Any, step: int | None = None) -> Any:
+        """Restores into the structure of `template`; the latest step by default."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise CheckpointError(f"no checkpoint in {self.directory}")
+        arrays, static = eqx.partition(template, eqx.is_array)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, arrays)
+        try:
+            restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as e:  # orbax raises many types for unreadable data
+            raise CheckpointError(
+                f"checkpoint {os.path.join(self.directory, str(step))} cannot be restored: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            ) from None
+        for want, got in zip(jax.tree.leaves(arrays), jax.tree.leaves(restored)):
+            if np.shape(want) != np.shape(got) or np.asarray(want).dtype != np.asarray(got).dtype:
+                raise CheckpointError(
+                    f"checkpoint {self.directory}/{step} holds {np.shape(got)} {np.asarray(got).dtype} "
+                    f"where the run expects {np.shape(want)} {np.asarray(want).dtype}"
+                )
+        return eqx.combine(restored, static)
+
+    def close(self) -> None:
+        self._manager.close()

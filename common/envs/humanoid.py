@@ -1,0 +1,158 @@
+"""Gym-style humanoid locomotion task (`"humanoid"`), defined as Gymnasium Humanoid-v4.
+
+Observation (376 values for the bundled model): qpos[2:], qvel, cinert, cvel,
+qfrc_actuator and cfrc_ext of every body (world included), in that order, read after the
+step as Gymnasium reads them. Reward: 1.25 x centre-of-mass x-velocity + 5 (healthy)
+- 0.1 x sum(action^2). The episode ends when the torso height qpos[2] leaves
+(1.0, 2.0), when the physics guard rejects a step (that step earns nothing), or after
+`episode_length` steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import mujoco
+from jaxtyping import Array, Float, PRNGKeyArray
+from mujoco import mjx
+
+from common import physics, robots
+from common.envs.base import Env, State
+
+
+@dataclasses.dataclass(frozen=True)
+class HumanoidConfig:
+    """Every field can be overridden through `common.envs.make("humanoid", **overrides)`."""
+
+    xml_path: str = robots.HUMANOID_XML
+    physics: str = "fast"
+    impl: str = "jax"
+    solver_iterations: int | None = None
+    ls_iterations: int | None = None
+    contact_geoms: tuple[str, ...] = ("right_foot", "left_foot")
+    floor_geom: str = "floor"
+    frame_skip: int = 5
+    episode_length: int = 1000
+    forward_reward_weight: float = 1.25
+    healthy_reward: float = 5.0
+    ctrl_cost_weight: float = 0.1
+    healthy_z_min: float = 1.0
+    healthy_z_max: float = 2.0
+    reset_noise_scale: float = 1e-2
+    # Speeds (m/s or rad/s) no humanoid reaches without a numerical blow-up.
+    max_qvel: float = 100.0
+
+    def load_mj_model(self) -> mujoco.MjModel:
+        """The MuJoCo C model this config simulates (profile and overrides applied)."""
+        return robots.load_model(
+            self.xml_path,
+            self.physics,
+            contact_geoms=self.contact_geoms,
+            floor_geom=self.floor_geom,
+            solver_iterations=self.solver_iterations,
+            ls_iterations=self.ls_iterations,
+        )
+
+
+def _mass_center_x(model: mjx.Model, data: mjx.Data) -> Float[Array, ""]:
+    mass = model.body_mass
+    return jnp.sum(mass * data.xipos[:, 0]) / jnp.sum(mass)
+
+
+def observe(model: mjx.Model, data: mjx.Data) -> Float[Array, " obs"]:
+    """Gymnasium Humanoid-v4's observation; fills `cfrc_ext`, which MJX's step leaves empty."""
+    data = mjx.rne_postconstraint(model, data)
+    impl = data._impl  # pylint: disable=protected-access
+    return jnp.concatenate([
+        data.qpos[2:],
+        data.qvel,
+        impl.cinert.ravel(),
+        data.cvel.ravel(),
+        data.qfrc_actuator,
+        impl.cfrc_ext.ravel(),
+    ])
+
+
+class Humanoid(Env):
+    """The `"humanoid"` task. Build it with `common.envs.make("humanoid", ...)`."""
+
+    model: mjx.Model
+    config: HumanoidConfig = eqx.field(static=True)
+
+    @property
+    def observation_size(self) -> int:
+        nbody = self.model.nbody
+        return (self.model.nq - 2) + 2 * self.model.nv + nbody * (10 + 6 + 6)
+
+    @property
+    def action_size(self) -> int:
+        return self.model.nu
+
+    def reset(self, key: PRNGKeyArray) -> State:
+        c = self.config
+        key_qpos, key_qvel = jax.random.split(key)
+        qpos = self.model.qpos0 + jax.random.uniform(
+            key_qpos, (self.model.nq,), minval=-c.reset_noise_scale, maxval=c.reset_noise_scale
+        )
+        qvel = jax.random.uniform(
+            key_qvel, (self.model.nv,), minval=-c.reset_noise_scale, maxval=c.reset_noise_scale
+        )
+        data = physics.make_data(self.model, c.impl).replace(qpos=qpos, qvel=qvel)
+        data = mjx.forward(self.model, data)
+        zero = jnp.zeros(())
+        metrics = {
+            "reward/forward": zero,
+            "reward/healthy": zero,
+            "reward/ctrl": zero,
+            "x_velocity": zero,
+            "diverged": zero,
+        }
+        info = {"steps": jnp.zeros((), jnp.int32), "truncated": jnp.zeros((), bool)}
+        return State(
+            data=data,
+            obs=observe(self.model, data),
+            reward=zero,
+            done=jnp.zeros((), bool),
+            metrics=metrics,
+            info=info,
+        )
+
+    def step(self, state: State, action: Float[Array, " act"]) -> State:
+        c = self.config
+        step_fn = physics.make_step_fn(c.frame_skip)
+        data, ok = physics.guarded_step(step_fn, self.model, state.data, action, c.max_qvel)
+
+        dt = self.model.opt.timestep * c.frame_skip
+        x_velocity = (_mass_center_x(self.model, data) - _mass_center_x(self.model, state.data)) / dt
+        forward = c.forward_reward_weight * x_velocity
+        # Humanoid-v4 pays the healthy bonus on every step it terminates episodes on,
+        # the terminating step included.
+        healthy = jnp.asarray(c.healthy_reward, forward.dtype)
+        ctrl = -c.ctrl_cost_weight * jnp.sum(jnp.square(action))
+        reward = jnp.where(ok, forward + healthy + ctrl, 0.0)
+
+        z = data.qpos[2]
+        healthy_now = (z > c.healthy_z_min) & (z < c.healthy_z_max)
+        steps = state.info["steps"] + 1
+        truncated = steps >= c.episode_length
+        done = ~ok | ~healthy_now | truncated
+
+        metrics = {
+            "reward/forward": jnp.where(ok, forward, 0.0),
+            "reward/healthy": jnp.where(ok, healthy, 0.0),
+            "reward/ctrl": jnp.where(ok, ctrl, 0.0),
+            "x_velocity": jnp.where(ok, x_velocity, 0.0),
+            "diverged": (~ok).astype(forward.dtype),
+        }
+        info = {"steps": steps, "truncated": truncated & ok & healthy_now}
+        return State(
+            data=data,
+            obs=observe(self.model, data),
+            reward=reward,
+            done=done,
+            metrics=metrics,
+            info=info,
+        )

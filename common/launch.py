@@ -1,0 +1,76 @@
+"""Start-of-job helpers: versions, devices, distributed initialisation, the device mesh."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+
+import jax
+from jax.sharding import AxisType, Mesh
+
+from common.errors import UserError
+
+_PACKAGES = ("jax", "jaxlib", "mujoco", "mujoco-mjx", "equinox", "optax", "evosax", "orbax-checkpoint")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def device_summary() -> dict[str, object]:
+    return {
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "host": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def maybe_initialize_distributed() -> None:
+    """Joins the other Slurm tasks of this job, one GPU per task, when there are several."""
+    # Must run before anything touches a JAX backend (even `jax.devices()`).
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        # With no arguments JAX reads Slurm's variables (coordinator, ranks, local GPU).
+        jax.distributed.initialize()
+
+
+def make_mesh(axis: str = "batch") -> Mesh:
+    """A one-axis mesh over every device of every process, with automatic sharding."""
+    return jax.make_mesh((jax.device_count(),), (axis,), axis_types=(AxisType.Auto,))
+
+
+def log_banner() -> None:
+    v = versions()
+    d = device_summary()
+    logging.info(
+        "python %s | jax %s | mujoco %s | mujoco-mjx %s | backend %s | devices %s",
+        v["python"], v["jax"], v["mujoco"], v["mujoco-mjx"], d["backend"], d["devices"],
+    )
+
+
+def user_errors_exit(main: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]], None]:
+    """Wraps an absl `main` so that bad input ends the run with one line and status 2."""
+
+    @functools.wraps(main)
+    def wrapped(argv: Sequence[str]) -> None:
+        try:
+            main(argv)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return wrapped

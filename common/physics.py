@@ -1,0 +1,108 @@
+"""The one pure physics step over MuJoCo MJX, with a divergence guard.
+
+`make_step_fn` returns `step_fn(model, data, action) -> data`: `frame_skip` MJX substeps
+with the action held as `ctrl`. `guarded_step` wraps it for env code: a member whose
+action, qpos or qvel is non-finite (or whose speed is absurd) before or after the step
+keeps its last good state and is reported as diverged, so nothing non-finite or exploded
+leaks into returns, statistics or other members of a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import mujoco
+from jaxtyping import Array, Bool, Float
+from mujoco import mjx
+
+from common.errors import UserError
+
+StepFn = Callable[[mjx.Model, mjx.Data, Float[Array, " nu"]], mjx.Data]
+
+IMPLS = ("jax", "warp")
+
+
+class ImplError(UserError):
+    """An MJX implementation that cannot run on this machine."""
+
+
+def check_impl(impl: str) -> None:
+    """Fails early, in one line, where `impl` cannot run here."""
+    if impl == "cpp":
+        raise ImplError("impl: 'cpp' cannot step in MJX; use 'jax' (any backend) or 'warp' (NVIDIA GPU)")
+    if impl not in IMPLS:
+        raise ImplError(f"impl: must be one of {IMPLS}, got {impl!r}")
+    if impl == "warp":
+        backend = jax.default_backend()
+        if backend != "gpu":
+            raise ImplError(f"impl: 'warp' needs an NVIDIA GPU, but JAX's backend here is {backend!r}; use 'jax'")
+        try:
+            import warp  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        except ImportError:
+            raise ImplError("impl: 'warp' needs `pip install mujoco-mjx[warp]` (the `warp` extra of setup.cfg)") from None
+
+
+def put_model(mj_model: mujoco.MjModel, impl: str) -> mjx.Model:
+    check_impl(impl)
+    return mjx.put_model(mj_model, impl=impl)
+
+
+def make_data(model: mjx.Model, impl: str) -> mjx.Data:
+    return mjx.make_data(model, impl=impl)
+
+
+def make_step_fn(frame_skip: int) -> StepFn:
+    """`frame_skip` MJX steps with `action` written to `ctrl` and held."""
+    if frame_skip < 1:
+        raise ValueError(f"frame_skip: must be >= 1, got {frame_skip}")
+
+    def step_fn(model: mjx.Model, data: mjx.Data, action: Float[Array, " nu"]) -> mjx.Data:
+        data = data.replace(ctrl=action)
+        return jax.lax.fori_loop(0, frame_skip, lambda _, d: mjx.step(model, d), data)
+
+    return step_fn
+
+
+def state_ok(data: mjx.Data, max_qvel: float) -> Bool[Array, ""]:
+    """True where qpos and qvel are finite and every |qvel| is below `max_qvel`."""
+    finite = jnp.all(jnp.isfinite(data.qpos)) & jnp.all(jnp.isfinite(data.qvel))
+    # The comparison is False for NaN, so this also rejects non-finite velocities.
+    bounded = jnp.all(jnp.abs(data.qvel) < max_qvel)
+    return finite & bounded
+
+
+def _sanitised(model: mjx.Model, data: mjx.Data, ok: Bool[Array, ""]) -> mjx.Data:
+    """`data`, with a bad member's state swapped for a benign one so its solver converges.
+
+    Only the integrated state matters: everything else is recomputed by the step.
+    """
+    keep = lambda x, fallback: jnp.where(ok, x, fallback)
+    return data.replace(
+        qpos=keep(data.qpos, model.qpos0),
+        qvel=keep(data.qvel, 0.0),
+        act=keep(data.act, 0.0),
+        qacc_warmstart=keep(data.qacc_warmstart, 0.0),
+    )
+
+
+def guarded_step(
+    step_fn: StepFn,
+    model: mjx.Model,
+    data: mjx.Data,
+    action: Float[Array, " nu"],
+    max_qvel: float,
+) -> tuple[mjx.Data, Bool[Array, ""]]:
+    """Steps one member; returns `(data, ok)`.
+
+    Where the input (action, qpos, qvel) or the stepped output is not sane, the member
+    keeps its input `data` and `ok` is False. Selecting with `jnp.where` (never by
+    multiplying with a mask) keeps NaNs of a discarded branch out of the result.
+    """
+    ok_in = jnp.all(jnp.isfinite(action)) & state_ok(data, max_qvel)
+    safe_action = jnp.where(ok_in, action, jnp.zeros_like(action))
+    stepped = step_fn(model, _sanitised(model, data, ok_in), safe_action)
+    ok = ok_in & state_ok(stepped, max_qvel)
+    out = jax.tree.map(lambda new, old: jnp.where(ok, new, old), stepped, data)
+    return out, ok

@@ -1,0 +1,167 @@
+"""Run directories: `results_dir/<experiment>/<run_name>/` as DESIGN.md lays them out.
+
+    config.json    the resolved config (written once; guards against reuse by another config)
+    metrics.jsonl  one JSON object per iteration, flushed as written
+    metrics.csv    the same records, for spreadsheets
+    summary.json   final and best figures, versions, devices, wall time
+    checkpoints/   orbax
+    plots/         learning curves (PNG)
+    videos/        rollouts, where asked for
+
+Opening a directory made by a different config is refused before anything is written;
+the same config (up to `RESUMABLE_FIELDS`) reopens it for resuming.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from common.config import ConfigError
+
+# Fields that may change between a run and its resumption.
+RESUMABLE_FIELDS = ("num_iterations", "results_dir", "run_name", "compile_cache_dir", "eval_every")
+
+
+def _atomic_write_json(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RunDir:
+    """One run's results directory."""
+
+    def __init__(self, results_dir: str, experiment: str, run_name: str, config: dict[str, Any]):
+        self.path = os.path.join(results_dir, experiment, run_name)
+        self.config = config
+        config_path = os.path.join(self.path, "config.json")
+        self.resumed = os.path.exists(config_path)
+        if self.resumed:
+            try:
+                with open(config_path) as f:
+                    existing = json.load(f)
+            except (OSError, json.JSONDecodeError) as e:
+                raise ConfigError(f"run_name: {config_path} is unreadable ({e}); choose another run_name") from None
+            differ = sorted(
+                k for k in set(existing) | set(config)
+                if k not in RESUMABLE_FIELDS and existing.get(k) != config.get(k)
+            )
+            if differ:
+                raise ConfigError(
+                    f"run_name: {self.path} holds a run made with a different config "
+                    f"(fields {differ} differ); choose another --config.run_name"
+                )
+        for sub in ("checkpoints", "plots", "videos"):
+            os.makedirs(os.path.join(self.path, sub), exist_ok=True)
+        _atomic_write_json(config_path, config)
+        self._records = self._read_records()
+
+    def sub(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return list(self._records)
+
+    def _read_records(self) -> list[dict[str, Any]]:
+        path = self.sub("metrics.jsonl")
+        if not os.path.exists(path):
+            return []
+        records = []
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # a line cut short by a kill; everything after it is lost anyway
+        return records
+
+    def truncate_after(self, iteration: int) -> None:
+        """Drops records past `iteration` (logged after the checkpoint a resume starts from)."""
+        self._records = [r for r in self._records if r.get("iteration", -1) <= iteration]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        tmp = self.sub("metrics.jsonl.tmp")
+        with open(tmp, "w") as f:
+            for r in self._records:
+                f.write(json.dumps(r, sort_keys=True) + "\n")
+        os.replace(tmp, self.sub("metrics.jsonl"))
+        self._write_csv()
+
+    def _columns(self) -> list[str]:
+        cols: list[str] = []
+        for r in self._records:
+            cols.extend(k for k in r if k not in cols)
+        return cols
+
+    def _write_csv(self) -> None:
+        cols = self._columns()
+        tmp = self.sub("metrics.csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols)
+            w.writeheader()
+            for r in self._records:
+                w.writerow(r)
+        os.replace(tmp, self.sub("metrics.csv"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        """Appends one record to metrics.jsonl (flushed) and metrics.csv."""
+        record = {k: _finite_or_none(v) for k, v in record.items()}
+        new_columns = any(k not in self._columns() for k in record)
+        self._records.append(record)
+        with open(self.sub("metrics.jsonl"), "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if new_columns or not os.path.exists(self.sub("metrics.csv")):
+            self._write_csv()
+        else:
+            with open(self.sub("metrics.csv"), "a", newline="") as f:
+                csv.DictWriter(f, fieldnames=self._columns()).writerow(record)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        _atomic_write_json(self.sub("summary.json"), {k: _finite_or_none(v) for k, v in summary.items()})
+
+    def plot(self, x: str, ys: Sequence[str], filename: str, title: str = "") -> str | None:
+        """Plots columns `ys` against `x` from the records; returns the PNG path."""
+        import matplotlib  # pylint: disable=import-outside-toplevel
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+        series = {y: [(r[x], r[y]) for r in self._records if r.get(x) is not None and r.get(y) is not None] for y in ys}
+        series = {y: pts for y, pts in series.items() if pts}
+        if not series:
+            return None
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+        for y, pts in series.items():
+            xs, vs = zip(*pts)
+            ax.plot(xs, vs, marker="o" if len(pts) < 30 else None, label=y)
+        ax.set_xlabel(x)
+        ax.set_title(title or os.path.basename(self.path))
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        out = self.sub(os.path.join("plots", filename))
+        fig.savefig(out)
+        plt.close(fig)
+        return out

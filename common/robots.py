@@ -1,0 +1,148 @@
+"""Loading MJCF robots and applying a physics profile before MJX sees the model.
+
+A profile fixes the settings that decide MJX's speed (contacts, integrator, solver and
+its iteration counts). They are compile-time constants in MJX, so they are applied to
+the `mujoco.MjModel` once, here, and never change inside a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+
+import mujoco
+
+from common.errors import UserError
+
+ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+HUMANOID_XML = os.path.join(ASSETS_DIR, "humanoid.xml")
+
+_INTEGRATORS = {
+    "euler": mujoco.mjtIntegrator.mjINT_EULER,
+    "rk4": mujoco.mjtIntegrator.mjINT_RK4,
+    "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
+}
+_SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
+
+
+class ModelError(UserError):
+    """An MJCF file that is missing, malformed or lacks what the task needs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PhysicsProfile:
+    """Settings applied on top of an MJCF; `None` keeps what the file says.
+
+    Attributes:
+      contacts: "all" keeps the file's contype/conaffinity (every geom may collide);
+        "pairs" switches those off and adds explicit pairs `contact_geoms` x floor.
+      integrator: "euler", "rk4" or "implicitfast".
+      solver: "cg" or "newton".
+      iterations: constraint solver iterations.
+      ls_iterations: line-search iterations.
+    """
+
+    contacts: str = "all"
+    integrator: str | None = None
+    solver: str | None = None
+    iterations: int | None = None
+    ls_iterations: int | None = None
+
+
+# `fast` was chosen by measurement (BENCHMARKS.md, "Choosing the fast profile"): the
+# quickest setting in which a standing humanoid stays up, falls like a body under
+# random torques, and whose velocities stay bounded over long random rollouts.
+PROFILES: dict[str, PhysicsProfile] = {
+    "gym": PhysicsProfile(contacts="all"),
+    "fast": PhysicsProfile(
+        contacts="pairs", integrator="euler", solver="newton", iterations=1, ls_iterations=4
+    ),
+}
+
+
+def _read_spec(xml_path: str) -> mujoco.MjSpec:
+    if not os.path.isfile(xml_path):
+        raise ModelError(f"xml_path: MJCF file not found: {xml_path!r}")
+    try:
+        return mujoco.MjSpec.from_file(xml_path)
+    except Exception as e:  # mujoco raises a bare ValueError with the parser's text
+        raise ModelError(f"xml_path: cannot parse MJCF {xml_path!r}: {e}") from None
+
+
+def _geom_names(spec: mujoco.MjSpec) -> set[str]:
+    return {g.name for g in spec.geoms if g.name}
+
+
+def _add_pairs(spec: mujoco.MjSpec, contact_geoms: Sequence[str], floor_geom: str) -> None:
+    """Replaces implicit collisions by explicit `contact_geoms` x floor pairs."""
+    by_name = {g.name: g for g in spec.geoms if g.name}
+    floor = by_name[floor_geom]
+    for g in spec.geoms:
+        g.contype = 0
+        g.conaffinity = 0
+    for name in contact_geoms:
+        geom = by_name[name]
+        # Mirror MuJoCo's own mixing rules for a geom-geom contact so that a pair
+        # behaves like the implicit contact it replaces.
+        slide, spin, roll = (max(a, b) for a, b in zip(geom.friction, floor.friction))
+        spec.add_pair(
+            name=f"{name}_{floor_geom}",
+            geomname1=name,
+            geomname2=floor_geom,
+            condim=max(geom.condim, floor.condim),
+            friction=[slide, slide, spin, roll, roll],
+            margin=max(geom.margin, floor.margin),
+            gap=max(geom.gap, floor.gap),
+        )
+
+
+def load_model(
+    xml_path: str,
+    physics: str,
+    *,
+    contact_geoms: Sequence[str] = (),
+    floor_geom: str = "floor",
+    solver_iterations: int | None = None,
+    ls_iterations: int | None = None,
+) -> mujoco.MjModel:
+    """Compiles `xml_path` under the named physics profile.
+
+    `solver_iterations` / `ls_iterations` override both the file and the profile.
+    A file that asks for PGS (which MJX cannot run) is switched to CG with a warning.
+    """
+    if physics not in PROFILES:
+        raise ModelError(f"physics: must be one of {sorted(PROFILES)}, got {physics!r}")
+    profile = PROFILES[physics]
+    spec = _read_spec(xml_path)
+    names = _geom_names(spec)
+    if profile.contacts == "pairs":
+        missing = [n for n in (floor_geom, *contact_geoms) if n not in names]
+        if missing:
+            raise ModelError(
+                f"xml_path: {xml_path!r} has no geom named {missing} "
+                f"(needed for the {physics!r} profile's contact pairs)"
+            )
+        if not contact_geoms:
+            raise ModelError("contact_geoms: the 'pairs' contact mode needs at least one geom")
+        _add_pairs(spec, contact_geoms, floor_geom)
+
+    opt = spec.option
+    if opt.solver == mujoco.mjtSolver.mjSOL_PGS:
+        logging.warning("%s asks for the PGS solver, which MJX cannot run: using CG.", xml_path)
+        opt.solver = mujoco.mjtSolver.mjSOL_CG
+    if profile.integrator is not None:
+        opt.integrator = _INTEGRATORS[profile.integrator]
+    if profile.solver is not None:
+        opt.solver = _SOLVERS[profile.solver]
+    for field, value in (
+        ("iterations", solver_iterations if solver_iterations is not None else profile.iterations),
+        ("ls_iterations", ls_iterations if ls_iterations is not None else profile.ls_iterations),
+    ):
+        if value is not None:
+            setattr(opt, field, int(value))
+    try:
+        return spec.compile()
+    except Exception as e:
+        raise ModelError(f"xml_path: MJCF {xml_path!r} does not compile: {e}") from None

@@ -1,0 +1,140 @@
+"""Throughput of the humanoid's physics, measured in one process and printed as JSON lines.
+
+    python -m experiments.benchmark --config=configs/es.py [--config.candidate_chunk=256 ...]
+
+For each physics profile (`--profiles`, default fast and gym) at batch
+`candidate_chunk` and `horizon` env steps, it measures:
+  * `mjx_physics`: the bare MJX step (frame_skip substeps, zero action) vmapped over
+    the batch and scanned over the horizon;
+  * `mjx_env_step`: the env's own step (physics, guard, observation, reward), same
+    shape; `ratio` = its env-steps/s over `mjx_physics`'s;
+  * `mujoco_c_rollout`: MuJoCo C's threaded `mujoco.rollout` on the same model and
+    shape, the CPU reference; `ratio` = MJX env step over this.
+Each line also carries the machine, versions and compile seconds; the records are kept
+in `results_dir/benchmark/<run_name>/` like any run's metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+from mujoco import rollout as mj_rollout
+
+from common import compile_cache, config as config_lib, envs, launch, physics, results, robots
+from humanoid_es import config as es_config
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "ES config file.", lock_config=True)
+_PROFILES = flags.DEFINE_list("profiles", ["fast", "gym"], "Physics profiles to measure.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement; the best is kept.")
+_C_THREADS = flags.DEFINE_integer("c_threads", 0, "Threads for MuJoCo C's rollout; 0 = all cores.")
+
+
+def _best_seconds(fn, *args, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _measure_profile(config, profile: str, cache_dir: str | None, repeats: int) -> list[dict]:
+    overrides = es_config.env_overrides(config) | {"physics": profile}
+    env = envs.make(config.env, **overrides)
+    batch, horizon = config.candidate_chunk, config.horizon
+    frame_skip = env.config.frame_skip
+    step_fn = physics.make_step_fn(frame_skip)
+    zero = jnp.zeros((batch, env.action_size))
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), batch)
+    states = jax.jit(jax.vmap(env.reset))(keys)
+    shape = {"batch": batch, "horizon": horizon, "physics": profile, "impl": config.impl}
+
+    def physics_only(data):
+        def body(d, _):
+            return jax.vmap(step_fn, in_axes=(None, 0, 0))(env.model, d, zero), None
+        return jax.lax.scan(body, data, length=horizon)[0].qpos
+
+    def env_steps(state):
+        def body(s, _):
+            return jax.vmap(env.step)(s, zero), None
+        return jax.lax.scan(body, state, length=horizon)[0].obs
+
+    lines = []
+    timings = {}
+    for name, fn, arg in (("mjx_physics", physics_only, states.data), ("mjx_env_step", env_steps, states)):
+        compiled, report = compile_cache.warm_up(
+            f"benchmark_{name}_{profile}", jax.jit(fn), arg, cache_dir=cache_dir, shape=shape
+        )
+        seconds = _best_seconds(compiled, arg, repeats=repeats)
+        timings[name] = batch * horizon / seconds
+        lines.append({"name": name, **shape, "env_steps_per_s": timings[name],
+                      "substeps_per_s": timings[name] * frame_skip,
+                      "compile_seconds": report.compile_seconds, "cache_hits": report.cache_hits})
+    lines[1]["physics_steps_per_s"] = timings["mjx_physics"]
+    lines[1]["ratio"] = timings["mjx_env_step"] / timings["mjx_physics"]
+
+    # MuJoCo C on the very same compiled model, from the same initial states.
+    mj_model = env.config.load_mj_model()
+    threads = _C_THREADS.value or os.cpu_count() or 1
+    datas = [mujoco.MjData(mj_model) for _ in range(threads)]
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    init = np.zeros((batch, mujoco.mj_stateSize(mj_model, spec)))
+    d = mujoco.MjData(mj_model)
+    qpos, qvel = np.asarray(states.data.qpos), np.asarray(states.data.qvel)
+    for i in range(batch):
+        d.qpos[:], d.qvel[:] = qpos[i], qvel[i]
+        mujoco.mj_getState(mj_model, d, init[i], spec)
+    control = np.zeros((batch, horizon * frame_skip, mj_model.nu))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        mj_rollout.rollout(mj_model, datas, init, control, persistent_pool=True)
+        best = min(best, time.perf_counter() - start)
+    mj_rollout.shutdown_persistent_pool()
+    c_env_steps = batch * horizon / best
+    lines.append({"name": "mujoco_c_rollout", **shape, "env_steps_per_s": c_env_steps,
+                  "substeps_per_s": c_env_steps * frame_skip, "threads": threads,
+                  "physics_steps_per_s": c_env_steps, "ratio": timings["mjx_env_step"] / c_env_steps})
+    return lines
+
+
+@launch.user_errors_exit
+def main(argv: Sequence[str]) -> None:
+    del argv
+    config = _CONFIG.value
+    es_config.validate(config)
+    for p in _PROFILES.value:
+        config_lib.require(p in robots.PROFILES, "profiles", "unknown physics profile", p)
+    launch.maybe_initialize_distributed()
+    launch.log_banner()
+    cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
+    cfg = config_lib.to_dict(config)
+    run_name = config.run_name or f"cfg-{config_lib.fingerprint(cfg, results.RESUMABLE_FIELDS)}"
+    run = results.RunDir(config.results_dir, "benchmark", run_name, cfg)
+    machine = launch.device_summary()
+    versions = launch.versions()
+    start = time.perf_counter()
+    all_lines = []
+    for profile in _PROFILES.value:
+        for line in _measure_profile(config, profile, cache_dir, _REPEATS.value):
+            line = {**line, "backend": machine["backend"], "cpu": machine["cpu"],
+                    "cpu_count": machine["cpu_count"], "devices": machine["devices"], "versions": versions}
+            print(json.dumps(line), flush=True)
+            all_lines.append(line)
+            run.log({k: v for k, v in line.items() if not isinstance(v, (dict, list))} | {"iteration": len(all_lines)})
+    run.write_summary({"measurements": all_lines, "wall_seconds": time.perf_counter() - start,
+                       "versions": versions, "devices": machine["devices"]})
+    logging.info("records in %s", run.path)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Perturbative evolution strategies training a reservoir-RNN policy for the humanoid."""

@@ -1,0 +1,22 @@
+#!/bin/bash
+# Production job on one H200: `sbatch run_h200.sh [--config.x=...]`; also runs with plain bash.
+#SBATCH --job-name=humanoid-es
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --gpus=1
+#SBATCH --constraint=h200
+#SBATCH --cpus-per-task=16
+#SBATCH --mem=128G
+#SBATCH --time=24:00:00
+#SBATCH --output=logs/%x-%j.out
+#SBATCH --error=logs/%x-%j.err
+#SBATCH --requeue
+#SBATCH --signal=B:USR1@180
+
+REPO_ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+cd "$REPO_ROOT"
+source scripts/env.sh
+source scripts/slurm.sh
+
+# Until the ES trainer lands, production measures the physics at the production shape.
+run_preemptible python -m experiments.benchmark --config=configs/es.py --profiles=fast "$@"

@@ -1,0 +1,19 @@
+#!/bin/bash
+# Quick end-to-end check (minutes): `sbatch test_run.sh` on the cluster, `bash test_run.sh` anywhere.
+#SBATCH --job-name=humanoid-test
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --gpus=1
+#SBATCH --cpus-per-task=8
+#SBATCH --mem=32G
+#SBATCH --time=00:30:00
+#SBATCH --output=logs/%x-%j.out
+#SBATCH --error=logs/%x-%j.err
+
+REPO_ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
+cd "$REPO_ROOT"
+source scripts/env.sh
+
+# Until the ES trainer lands, the quick job measures the physics at a tiny shape and
+# records it under test_results/benchmark/<run_name>/.
+python -m experiments.benchmark --config=configs/es_test.py --repeats=1 "$@"

@@ -1,0 +1,38 @@
+"""Test session setup: CPU only, four forced host devices, shared compiled functions.
+
+MJX compiles each function in 10-30 s on CPU, so envs and jitted steps are session
+fixtures reused across tests, at a few fixed small shapes.
+"""
+
+import os
+
+# Must be set before JAX initialises its backend.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+
+import equinox as eqx  # noqa: E402
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from common import envs  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def fast_env():
+    return envs.make("humanoid", physics="fast")
+
+
+@pytest.fixture(scope="session")
+def gym_env():
+    return envs.make("humanoid", physics="gym")
+
+
+@pytest.fixture(scope="session")
+def fast_batch_fns(fast_env):
+    """Batched reset and step of the `fast` humanoid, compiled once."""
+    reset = eqx.filter_jit(lambda env, keys: jax.vmap(env.reset)(keys))
+    step = eqx.filter_jit(lambda env, s, a: jax.vmap(env.step)(s, a))
+    return (lambda keys: reset(fast_env, keys)), (lambda s, a: step(fast_env, s, a))

@@ -1,0 +1,121 @@
+"""Bad input stops early with one line naming the field; results directories are never damaged."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from common import config as config_lib
+from common import results
+from humanoid_es import config as es_config
+from configs import es_test
+from tests.conftest import REPO_ROOT
+
+
+def _config(**overrides):
+    c = es_test.get_config()
+    c.unlock()
+    for k, v in overrides.items():
+        c[k] = v
+    c.lock()
+    return c
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"candidate_chunk": 24}, "candidate_chunk"),  # 64 candidates are not divisible by 24
+        ({"pairs": 0}, "pairs"),
+        ({"horizon": 200, "early_exit_block": 30}, "early_exit_block"),
+        ({"physics": "exact"}, "physics"),
+        ({"impl": "warp"}, "impl"),  # no GPU in the test session
+        ({"impl": "cpp"}, "impl"),
+        ({"solver_iterations": 0}, "solver_iterations"),
+        ({"xml_path": "/no/such/humanoid.xml"}, "xml_path"),
+        ({"run_name": "../escape"}, "run_name"),
+    ],
+)
+def test_validation_names_the_field(overrides, field):
+    with pytest.raises(config_lib.ConfigError, match=rf"^config\.{field}: "):
+        es_config.validate(_config(**overrides))
+
+
+def test_valid_configs_pass():
+    from configs import es
+
+    es_config.validate(es.get_config())
+    es_config.validate(es_test.get_config())
+    with pytest.raises(config_lib.ConfigError, match="devices"):
+        es_config.validate(_config(candidate_chunk=32), n_devices=3)
+
+
+@pytest.mark.parametrize(
+    "flag, field",
+    [("--config.candidate_chunk=7", "candidate_chunk"), ("--config.xml_path=/missing/robot.xml", "xml_path")],
+)
+def test_cli_refuses_bad_config_in_one_line(tmp_path, flag, field):
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", "--config=configs/es_test.py",
+         f"--config.results_dir={tmp_path}", flag],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and f"config.{field}:" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert time.perf_counter() - start < 60
+    assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_malformed_mjcf_is_one_clear_error(tmp_path):
+    from common import envs, robots
+
+    bad = tmp_path / "broken.xml"
+    bad.write_text("<mujoco><worldbody><body></mujoco>")
+    with pytest.raises(robots.ModelError, match="xml_path: cannot parse MJCF"):
+        envs.make("humanoid", xml_path=str(bad))
+    no_feet = tmp_path / "no_feet.xml"
+    no_feet.write_text(
+        '<mujoco><worldbody><geom name="floor" type="plane" size="1 1 .1"/>'
+        '<body><freejoint/><geom type="sphere" size=".1"/></body></worldbody></mujoco>'
+    )
+    with pytest.raises(robots.ModelError, match="no geom named"):
+        envs.make("humanoid", xml_path=str(no_feet))
+    with pytest.raises(TypeError, match="unknown override"):
+        envs.make("humanoid", physic="fast")
+
+
+def test_results_dir_refuses_a_different_config_and_keeps_its_files(tmp_path):
+    cfg = config_lib.to_dict(_config())
+    run = results.RunDir(str(tmp_path), "es", "r1", cfg)
+    run.log({"iteration": 1, "env_steps": 10, "fitness_mean": 1.5})
+    run.log({"iteration": 2, "env_steps": 20, "fitness_mean": 2.5, "eval_return": 7.0})
+    before = {n: open(run.sub(n)).read() for n in ("config.json", "metrics.jsonl", "metrics.csv")}
+
+    other = dict(cfg, pairs=cfg["pairs"] * 2)
+    with pytest.raises(config_lib.ConfigError, match=r"run_name: .*different config.*pairs"):
+        results.RunDir(str(tmp_path), "es", "r1", other)
+    assert before == {n: open(run.sub(n)).read() for n in before}
+
+    # Same config (up to resumable fields) reopens it, records intact.
+    again = results.RunDir(str(tmp_path), "es", "r1", dict(cfg, num_iterations=99))
+    assert again.resumed and [r["iteration"] for r in again.records] == [1, 2]
+    again.truncate_after(1)
+    assert [json.loads(l)["iteration"] for l in open(again.sub("metrics.jsonl"))] == [1]
+    header = open(again.sub("metrics.csv")).readline().strip().split(",")
+    assert header == ["env_steps", "fitness_mean", "iteration"] or set(header) >= {"iteration", "env_steps"}
+    assert again.plot("env_steps", ["fitness_mean"], "curve.png").endswith("curve.png")
+
+
+def test_metrics_csv_follows_new_columns(tmp_path):
+    run = results.RunDir(str(tmp_path), "es", "r", {"a": 1})
+    run.log({"iteration": 0, "x": 1.0})
+    run.log({"iteration": 1, "x": 2.0, "eval_return": float("nan")})
+    rows = open(run.sub("metrics.csv")).read().splitlines()
+    assert rows[0].split(",") == ["iteration", "x", "eval_return"]
+    assert len(rows) == 3
+    assert json.loads(open(run.sub("metrics.jsonl")).read().splitlines()[1])["eval_return"] is None
