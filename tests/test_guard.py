@@ -1,5 +1,6 @@
 """The divergence guard: a bad member is not stepped, is marked done, and spoils nothing else."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +42,7 @@ def test_nan_in_one_member_leaves_the_others_bit_identical(fast_batch_fns):
 def test_exploding_step_is_rejected_and_earns_nothing(fast_env):
     """A step whose result is non-finite or absurdly fast is undone and reported."""
     model = fast_env.model
-    data = jax.jit(fast_env.reset)(jax.random.PRNGKey(0)).data
+    data = eqx.filter_jit(fast_env.reset)(jax.random.PRNGKey(0)).data
 
     def exploding_step(m, d, a):
         # Member-dependent blow-ups: a finite explosion and a NaN.

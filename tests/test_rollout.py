@@ -47,13 +47,18 @@ def evaluate(fast_env):
     return run
 
 
-def _assert_same(a, b, rtol=1e-6):
-    np.testing.assert_allclose(a.episode_return, b.episode_return, rtol=rtol, atol=1e-4)
+def _assert_same(a, b):
+    # Different batch shapes vectorise differently in XLA, so sums of 60 float32 rewards
+    # agree to rounding (~1e-6 relative), not bit for bit; episode lengths are exact.
+    np.testing.assert_allclose(a.episode_return, b.episode_return, rtol=1e-5, atol=1e-3)
     np.testing.assert_array_equal(a.length, b.length)
     np.testing.assert_array_equal(a.diverged, b.diverged)
-    np.testing.assert_allclose(a.obs_stats.count, b.obs_stats.count)
-    np.testing.assert_allclose(a.obs_stats.mean, b.obs_stats.mean, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(a.obs_stats.m2, b.obs_stats.m2, rtol=1e-3, atol=1e-2)
+    np.testing.assert_array_equal(a.obs_stats.count, b.obs_stats.count)
+    # Falling bodies are chaotic: rounding differences grow to ~1e-3 of a velocity or a
+    # contact force by the end of an episode, so statistics are compared on their scale.
+    scale = 1.0 + np.sqrt(b.obs_stats.m2 / b.obs_stats.count)
+    np.testing.assert_array_less(np.abs(a.obs_stats.mean - b.obs_stats.mean), 1e-2 * scale)
+    np.testing.assert_allclose(a.obs_stats.m2, b.obs_stats.m2, rtol=2e-2, atol=1e-2 * b.obs_stats.count)
 
 
 def test_rollout_is_sane(evaluate):
