@@ -16,4 +16,4 @@ source scripts/env.sh
 
 # Until the ES trainer lands, the quick job measures the physics at a tiny shape and
 # records it under test_results/benchmark/<run_name>/.
-python -m experiments.benchmark --config=configs/es_test.py --repeats=1 "$@"
+python -m experiments.benchmark --config=configs/es_test.py --profiles=fast --repeats=1 "$@"
