@@ -18,5 +18,6 @@ cd "$REPO_ROOT"
 source scripts/env.sh
 source scripts/slurm.sh
 
-# Until the ES trainer lands, production measures the physics at the production shape.
-run_preemptible python -m experiments.benchmark --config=configs/es.py --profiles=fast "$@"
+# Production ES (8192 pairs in chunks of 2048). Without --config.run_name the run is
+# named after its config's hash, so a requeued job (same arguments) resumes it.
+run_preemptible python -m experiments.es --config=configs/es.py "$@"

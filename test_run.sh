@@ -14,6 +14,5 @@ REPO_ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 cd "$REPO_ROOT"
 source scripts/env.sh
 
-# Until the ES trainer lands, the quick job measures the physics at a tiny shape and
-# records it under test_results/benchmark/<run_name>/.
-python -m experiments.benchmark --config=configs/es_test.py --profiles=fast --repeats=1 "$@"
+# Five ES iterations of 32 pairs; results under test_results/es/<run_name>/.
+python -m experiments.es --config=configs/es_test.py "$@"

@@ -6,6 +6,15 @@ Nothing in here imports `humanoid_es` or `ppo_amp`.
 import contextlib as _contextlib
 import io as _io
 import logging as _logging
+import os as _os
+
+# XLA's CPU runtime deadlocks on MJX rollouts at batch >= 128 with its concurrency-
+# optimised scheduler (jaxlib 0.10.2, 2 cores: every thread idle, the step never
+# returns; measured in BENCHMARKS.md). The flag only touches the CPU backend and must
+# be set before JAX starts a backend, which no code path does before importing this.
+_NO_DEADLOCK = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+if "xla_cpu_enable_concurrency_optimized_scheduler" not in _os.environ.get("XLA_FLAGS", ""):
+    _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_NO_DEADLOCK}".strip()
 
 # mujoco-mjx prints "Failed to import warp" to stdout on import wherever the optional
 # warp extra is absent (every CPU machine). Our tools print JSON lines on stdout, so

@@ -8,15 +8,30 @@ A checkpoint that cannot be read raises `CheckpointError` naming the directory.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
 from common.errors import UserError
+
+
+class _QuietOrbax(logging.Filter):
+    """Drops orbax's INFO chatter (dozens of lines per save) from the run's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+# orbax logs through absl, whose records all reach this one logger.
+_ABSL_LOGGER = logging.getLogger("absl")
+if not any(isinstance(f, _QuietOrbax) for f in _ABSL_LOGGER.filters):
+    _ABSL_LOGGER.addFilter(_QuietOrbax())
 
 
 class CheckpointError(UserError):
@@ -67,6 +82,10 @@ class Checkpointer:
                     f"checkpoint {self.directory}/{step} holds {np.shape(got)} {np.asarray(got).dtype} "
                     f"where the run expects {np.shape(want)} {np.asarray(want).dtype}"
                 )
+        # Orbax hands back arrays committed to a device; a fresh state's are not, and jit
+        # keys its compilations (and the persistent cache) on that. Rebuilding them from
+        # host copies makes a resumed run reuse the first run's compiled executables.
+        restored = jax.tree.map(jnp.asarray, jax.device_get(restored))
         return eqx.combine(restored, static)
 
     def close(self) -> None:

@@ -68,8 +68,17 @@ def merge_stacked(stats: RunningStats) -> RunningStats:
 
 
 def normalize(
-    stats: RunningStats, x: Float[Array, "*batch dim"], clip: float = 5.0, eps: float = 1e-8
+    stats: RunningStats,
+    x: Float[Array, "*batch dim"],
+    clip: float = 5.0,
+    eps: float = 1e-8,
+    std_floor: float = 0.0,
 ) -> Float[Array, "*batch dim"]:
-    """(x - mean) / std, clipped to +-clip; identity-scaled until a sample arrives."""
-    std = jnp.where(stats.count > 1.0, jnp.sqrt(stats.variance + eps), 1.0)
+    """(x - mean) / max(std, std_floor), clipped to +-clip; identity until samples arrive.
+
+    `std_floor` keeps near-constant features (a force that is almost always zero) from
+    being blown up to +-clip by rounding-level variation.
+    """
+    std = jnp.maximum(jnp.sqrt(stats.variance + eps), std_floor)
+    std = jnp.where(stats.count > 1.0, std, 1.0)
     return jnp.clip((x - stats.mean) / std, -clip, clip)

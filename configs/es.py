@@ -35,6 +35,54 @@ def get_config() -> ml_collections.ConfigDict:
     # Evaluate the mean policy every `eval_every` iterations on `eval_episodes` episodes.
     c.eval_every = 10
     c.eval_episodes = 16
+
+    # Reservoir policy (humanoid_es/policy.py).
+    c.policy = ml_collections.ConfigDict()
+    # Recurrent units; the recurrent matrix is size x size.
+    c.policy.size = 256
+    # Fraction of recurrent weights fixed at zero.
+    c.policy.sparsity = 0.9
+    # Largest |eigenvalue| of the recurrent matrix (< 1 keeps echoes fading).
+    c.policy.spectral_radius = 0.9
+    # Share of the new tanh activation mixed into the state each step.
+    c.policy.leak_rate = 0.5
+    # Input weights are uniform in +-input_scaling, biases in +-bias_scaling.
+    c.policy.input_scaling = 0.5
+    c.policy.bias_scaling = 0.1
+    # Readout sees [state, observation] (True) or the state alone.
+    c.policy.readout_obs = True
+    # Normalised observations are clipped to +-obs_clip (OpenAI ES uses 5).
+    c.policy.obs_clip = 5.0
+    # Observation std is floored here, so near-constant features are not amplified.
+    c.policy.obs_std_floor = 0.01
+    # Leaves ES trains, any of w_out, b_out, w_in, bias, w_rec; the rest stay as drawn.
+    c.policy.trainable = ("w_out", "b_out")
+
+    # Perturbation scale: starts at sigma, follows sigma_schedule to sigma_final.
+    c.sigma = 0.02
+    c.sigma_final = 0.02
+    # "constant", "linear", "cosine" or "exponential" over num_iterations.
+    c.sigma_schedule = "constant"
+    # Optimizer on the ES gradient estimate: "adam" or "sgd".
+    c.optimizer = "adam"
+    c.learning_rate = 0.01
+    c.learning_rate_final = 0.01
+    c.learning_rate_schedule = "constant"
+    # L2 pull on theta, subtracted from the ascent direction.
+    c.weight_decay = 0.005
+    # "centered_rank" (OpenAI ES), "ars" (differences / return std) or "none".
+    c.fitness_shaping = "centered_rank"
+    # Keep only the top_k pairs by max(f+, f-) (ARS-t); 0 keeps every pair.
+    c.top_k = 0
+    # Training fitness = return - reward_shift x episode length (ARS removes the
+    # survival bonus, 5 for the humanoid); evaluation returns are never shifted.
+    c.reward_shift = 0.0
+    # Rank of the noise on matrix leaves; 0 is full rank.
+    c.noise_rank = 0
+
+    # Orbax checkpoint every checkpoint_every iterations (and at exit); keep the last few.
+    c.checkpoint_every = 10
+    c.checkpoints_to_keep = 3
     # Results go to results_dir/es/run_name/; None names the run after the config's hash.
     c.results_dir = "results"
     c.run_name = config_dict.placeholder(str)

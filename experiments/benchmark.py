@@ -11,6 +11,10 @@ it measures:
     shape; `ratio` = its env-steps/s over `mjx_physics`'s;
   * `mujoco_c_rollout`: MuJoCo C's threaded `mujoco.rollout` on the same model and
     shape, the CPU reference; `ratio` = MJX env step over this.
+  * `es_iteration` (for the config's own profile): one whole ES iteration, 2 x pairs
+    candidates in chunks with early exit off, counted as population x horizon
+    env-steps; `ratio` = its env-steps/s over `mjx_env_step`'s at the same chunk and
+    horizon (1.0 would mean policy, noise, shaping and update cost nothing).
 Each line also carries the machine, versions and compile seconds; the records are kept
 in `results_dir/benchmark/<run_name>/` like any run's metrics.
 """
@@ -32,11 +36,13 @@ from mujoco import rollout as mj_rollout
 
 from common import compile_cache, config as config_lib, envs, launch, physics, results, robots
 from humanoid_es import config as es_config
+from humanoid_es.trainer import Trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ES config file.", lock_config=True)
 _PROFILES = flags.DEFINE_list("profiles", ["fast", "gym"], "Physics profiles to measure.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement; the best is kept.")
 _C_THREADS = flags.DEFINE_integer("c_threads", 0, "Threads for MuJoCo C's rollout; 0 = all cores.")
+_ES = flags.DEFINE_bool("es", True, "Also time a whole ES iteration (config's profile only).")
 _GYM_HORIZON = flags.DEFINE_integer(
     "gym_horizon", 20, "Horizon for the `gym` profile, which is ~100x slower; 0 uses the config's."
 )
@@ -110,7 +116,28 @@ def _measure_profile(config, profile: str, cache_dir: str | None, repeats: int) 
     lines.append({"name": "mujoco_c_rollout", **shape, "env_steps_per_s": c_env_steps,
                   "substeps_per_s": c_env_steps * frame_skip, "threads": threads,
                   "physics_steps_per_s": c_env_steps, "ratio": timings["mjx_env_step"] / c_env_steps})
+    if _ES.value and profile == config.physics and horizon == config.horizon:
+        lines.append(_measure_es(config, cache_dir, repeats, timings["mjx_env_step"]))
     return lines
+
+
+def _measure_es(config, cache_dir: str | None, repeats: int, env_steps_per_s: float) -> dict:
+    """One whole ES iteration at the config's shape, early exit off."""
+    config = config.copy_and_resolve_references()
+    config.early_exit_block = 0
+    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    trainer = Trainer(config, mesh)
+    state = trainer.init(jax.random.PRNGKey(config.seed))
+    shape = {"batch": trainer.population, "candidate_chunk": config.candidate_chunk, "horizon": config.horizon,
+             "physics": config.physics, "impl": config.impl}
+    compiled, report = compile_cache.warm_up("benchmark_es_iteration", trainer.iteration, state,
+                                             cache_dir=cache_dir, shape=shape)
+    seconds = _best_seconds(compiled, state, repeats=repeats)
+    rate = trainer.population * config.horizon / seconds
+    return {"name": "es_iteration", **shape, "env_steps_per_s": rate, "iteration_seconds": seconds,
+            "params": trainer.num_params, "compile_seconds": report.compile_seconds,
+            "cache_hits": report.cache_hits, "physics_steps_per_s": env_steps_per_s,
+            "ratio": rate / env_steps_per_s}
 
 
 @launch.user_errors_exit

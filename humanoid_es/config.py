@@ -9,6 +9,7 @@ import ml_collections
 
 from common import envs, physics, robots
 from common.config import ConfigError, positive_int, require
+from humanoid_es import es, policy, schedules
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -59,6 +60,52 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
         "run_name",
         "must be letters, digits, '.', '_' or '-' (no path separators)",
         config.run_name,
+    )
+    _validate_es(config)
+    _validate_policy(config.policy)
+
+
+def _positive_float(config: ml_collections.ConfigDict, field: str, prefix: str = "") -> None:
+    v = config[field]
+    require(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, prefix + field, "must be > 0", v)
+
+
+def _validate_es(config: ml_collections.ConfigDict) -> None:
+    for field in ("sigma", "sigma_final", "learning_rate", "learning_rate_final"):
+        _positive_float(config, field)
+    for field in ("sigma_schedule", "learning_rate_schedule"):
+        require(config[field] in schedules.KINDS, field, f"must be one of {schedules.KINDS}", config[field])
+    require(config.optimizer in ("adam", "sgd"), "optimizer", "must be 'adam' or 'sgd'", config.optimizer)
+    require(config.weight_decay >= 0, "weight_decay", "must be >= 0", config.weight_decay)
+    require(config.fitness_shaping in es.SHAPINGS, "fitness_shaping", f"must be one of {es.SHAPINGS}",
+            config.fitness_shaping)
+    require(isinstance(config.top_k, int) and 0 <= config.top_k <= config.pairs, "top_k",
+            f"must be 0 (all pairs) or at most pairs = {config.pairs}", config.top_k)
+    require(isinstance(config.noise_rank, int) and config.noise_rank >= 0, "noise_rank",
+            "must be 0 (full rank) or a positive rank", config.noise_rank)
+    require(isinstance(config.reward_shift, (int, float)), "reward_shift", "must be a number", config.reward_shift)
+    positive_int(config, "checkpoint_every", "checkpoints_to_keep")
+
+
+def _validate_policy(p: ml_collections.ConfigDict) -> None:
+    require(isinstance(p.size, int) and p.size > 0, "policy.size", "must be a positive integer", p.size)
+    require(0.0 <= p.sparsity < 1.0, "policy.sparsity", "must be in [0, 1)", p.sparsity)
+    require(0.0 < p.leak_rate <= 1.0, "policy.leak_rate", "must be in (0, 1]", p.leak_rate)
+    for field in ("spectral_radius", "input_scaling", "obs_clip"):
+        _positive_float(p, field, "policy.")
+    require(p.bias_scaling >= 0, "policy.bias_scaling", "must be >= 0", p.bias_scaling)
+    require(p.obs_std_floor >= 0, "policy.obs_std_floor", "must be >= 0", p.obs_std_floor)
+    trainable = tuple(p.trainable)
+    require(len(trainable) > 0 and set(trainable) <= set(policy.TRAINABLE_LEAVES), "policy.trainable",
+            f"must be a non-empty subset of {policy.TRAINABLE_LEAVES}", trainable)
+
+
+def policy_config(config: ml_collections.ConfigDict) -> policy.ReservoirConfig:
+    p = config.policy
+    return policy.ReservoirConfig(
+        size=p.size, sparsity=p.sparsity, spectral_radius=p.spectral_radius, leak_rate=p.leak_rate,
+        input_scaling=p.input_scaling, bias_scaling=p.bias_scaling, readout_obs=p.readout_obs,
+        obs_clip=p.obs_clip, obs_std_floor=p.obs_std_floor,
     )
 
 

@@ -1,0 +1,130 @@
+"""Echo-state (reservoir) recurrent policy for ES, as an Equinox module.
+
+A fixed random recurrent layer turns the stream of normalised observations into a rich
+state; a linear readout maps [state, observation] to actions. Only the leaves named by
+the config train: `trainable_filter` marks them, `eqx.partition` splits them off and
+ES flattens just those into its parameter vector.
+
+    h' = (1 - leak) h + leak tanh(W_in x + W_rec h + b)
+    a  = scale tanh(W_out [h', x] + b_out) + offset
+
+`x` is the observation normalised by the running statistics and clipped to +-clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from common import normalizer
+
+TRAINABLE_LEAVES = ("w_out", "b_out", "w_in", "bias", "w_rec")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReservoirConfig:
+    """Shape and draw of the reservoir (all static)."""
+
+    size: int = 256
+    # Fraction of recurrent weights that are zero.
+    sparsity: float = 0.9
+    spectral_radius: float = 0.9
+    leak_rate: float = 0.5
+    input_scaling: float = 0.5
+    bias_scaling: float = 0.1
+    # Readout sees the observation beside the reservoir state (extended state), so a
+    # linear policy is a special case of this one.
+    readout_obs: bool = True
+    obs_clip: float = 5.0
+    # Observation std below this is treated as this (see `normalizer.normalize`).
+    obs_std_floor: float = 1e-2
+
+
+class Reservoir(eqx.Module):
+    """The policy's arrays; `config` and the action bounds are fixed for a run."""
+
+    w_in: Float[Array, "res obs"]
+    w_rec: Float[Array, "res res"]
+    bias: Float[Array, " res"]
+    w_out: Float[Array, "act feat"]
+    b_out: Float[Array, " act"]
+    action_scale: Float[Array, " act"]
+    action_offset: Float[Array, " act"]
+    config: ReservoirConfig = eqx.field(static=True)
+
+    def initial_state(self) -> Float[Array, " res"]:
+        return jnp.zeros((self.w_rec.shape[0],), self.w_rec.dtype)
+
+    def __call__(
+        self,
+        stats: normalizer.RunningStats,
+        h: Float[Array, " res"],
+        obs: Float[Array, " obs"],
+    ) -> tuple[Float[Array, " res"], Float[Array, " act"]]:
+        c = self.config
+        x = normalizer.normalize(stats, obs, clip=c.obs_clip, std_floor=c.obs_std_floor)
+        pre = self.w_in @ x + self.w_rec @ h + self.bias
+        h = (1.0 - c.leak_rate) * h + c.leak_rate * jnp.tanh(pre)
+        features = jnp.concatenate([h, x]) if c.readout_obs else h
+        action = self.action_scale * jnp.tanh(self.w_out @ features + self.b_out) + self.action_offset
+        return h, action
+
+
+def init(
+    key: PRNGKeyArray,
+    config: ReservoirConfig,
+    obs_size: int,
+    ctrl_range: Float[np.ndarray, "act 2"],
+) -> Reservoir:
+    """Draws the reservoir from `key`; the readout starts at zero (a zero action).
+
+    The recurrent matrix is rescaled to `spectral_radius` with the eigenvalues computed
+    on the host: this runs once per run, outside any jit.
+    """
+    k_in, k_rec, k_mask, k_bias = jax.random.split(key, 4)
+    n = config.size
+    w_in = config.input_scaling * jax.random.uniform(k_in, (n, obs_size), minval=-1.0, maxval=1.0)
+    w_rec = jax.random.normal(k_rec, (n, n))
+    w_rec = jnp.where(jax.random.uniform(k_mask, (n, n)) >= config.sparsity, w_rec, 0.0)
+    radius = float(np.max(np.abs(np.linalg.eigvals(np.asarray(w_rec, np.float64)))))
+    if radius > 0.0:
+        w_rec = w_rec * (config.spectral_radius / radius)
+    bias = config.bias_scaling * jax.random.uniform(k_bias, (n,), minval=-1.0, maxval=1.0)
+    ctrl_range = np.asarray(ctrl_range, np.float32)
+    n_act = ctrl_range.shape[0]
+    n_feat = n + obs_size if config.readout_obs else n
+    return Reservoir(
+        w_in=w_in,
+        w_rec=w_rec,
+        bias=bias,
+        w_out=jnp.zeros((n_act, n_feat)),
+        b_out=jnp.zeros((n_act,)),
+        action_scale=jnp.asarray((ctrl_range[:, 1] - ctrl_range[:, 0]) / 2.0),
+        action_offset=jnp.asarray((ctrl_range[:, 1] + ctrl_range[:, 0]) / 2.0),
+        config=config,
+    )
+
+
+def zeros(config: ReservoirConfig, obs_size: int, n_act: int) -> Reservoir:
+    """A policy of zeros with the shapes `init` draws: a template that draws nothing."""
+    n = config.size
+    n_feat = n + obs_size if config.readout_obs else n
+    z = jnp.zeros
+    return Reservoir(
+        w_in=z((n, obs_size)), w_rec=z((n, n)), bias=z((n,)), w_out=z((n_act, n_feat)), b_out=z((n_act,)),
+        action_scale=z((n_act,)), action_offset=z((n_act,)), config=config,
+    )
+
+
+def trainable_filter(policy: Reservoir, names: tuple[str, ...]) -> PyTree[bool]:
+    """A filter spec for `eqx.partition`: True on the named leaves, False elsewhere."""
+    unknown = sorted(set(names) - set(TRAINABLE_LEAVES))
+    if unknown:
+        raise ValueError(f"trainable: unknown leaves {unknown}; choose from {TRAINABLE_LEAVES}")
+    spec = jax.tree.map(lambda _: False, policy)
+    return eqx.tree_at(lambda p: [getattr(p, n) for n in names], spec, replace=[True] * len(names))

@@ -1,0 +1,176 @@
+"""The ES iteration as one jitted function, and noise-free evaluation of theta.
+
+`Trainer.iteration(state) -> (state, metrics)` evaluates 2 x pairs candidates in chunks
+(sharded across the mesh), shapes their fitness, regenerates the noise to estimate the
+gradient, steps the optimizer and merges the iteration's observation statistics into
+the normaliser, which the rollouts use from the next iteration on. Everything that
+changes lives in `TrainState`, including the PRNG key, so a restored state continues
+exactly as the uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.flatten_util import ravel_pytree
+from jax.sharding import Mesh
+from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from common import envs, normalizer, rollout
+from humanoid_es import config as es_config, es, policy, schedules
+
+
+class TrainState(eqx.Module):
+    """Everything an ES run carries from one iteration to the next."""
+
+    theta: Float[Array, " params"]
+    frozen: policy.Reservoir
+    opt_state: optax.OptState
+    obs_stats: normalizer.RunningStats
+    iteration: Int[Array, ""]
+    key: PRNGKeyArray
+
+
+class Trainer:
+    """Static parts of an ES run (env, shapes, optimizer) and its jitted functions."""
+
+    def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh | None = None, **env_overrides):
+        self.config = config
+        self.mesh = mesh
+        self.env = envs.make(config.env, **(es_config.env_overrides(config) | env_overrides))
+        self.population = 2 * config.pairs
+        self.block = config.early_exit_block or None
+        self.policy_config = es_config.policy_config(config)
+        self.trainable = tuple(config.policy.trainable)
+        steps = config.num_iterations
+        self.sigma_schedule = schedules.make(config.sigma_schedule, config.sigma, config.sigma_final, steps)
+        self.lr_schedule = schedules.make(
+            config.learning_rate_schedule, config.learning_rate, config.learning_rate_final, steps
+        )
+        make_opt = {"adam": optax.adam, "sgd": optax.sgd}[config.optimizer]
+        self.optimizer = make_opt(self.lr_schedule)
+        # The trainable leaves' shapes are fixed by the config; a zero template gives the
+        # unravel function without drawing a reservoir.
+        template = policy.zeros(self.policy_config, self.env.observation_size, self.env.action_size)
+        trainable, _ = eqx.partition(template, policy.trainable_filter(template, self.trainable))
+        flat, self._unravel = ravel_pytree(trainable)
+        self.num_params = flat.shape[0]
+        self.iteration = jax.jit(self._iteration)
+        self.evaluate = jax.jit(self._evaluate, static_argnames="episodes")
+
+    # --- state ----------------------------------------------------------------------
+
+    def init(self, key: PRNGKeyArray) -> TrainState:
+        key_policy, key_run = jax.random.split(key)
+        ctrl_range = self.env.config.load_mj_model().actuator_ctrlrange
+        pol = policy.init(key_policy, self.policy_config, self.env.observation_size, ctrl_range)
+        trainable, frozen = eqx.partition(pol, policy.trainable_filter(pol, self.trainable))
+        theta, _ = ravel_pytree(trainable)
+        return TrainState(
+            theta=theta,
+            frozen=frozen,
+            opt_state=self.optimizer.init(theta),
+            obs_stats=normalizer.init(self.env.observation_size),
+            iteration=jnp.zeros((), jnp.int32),
+            key=key_run,
+        )
+
+    def policy(self, state: TrainState, theta: Float[Array, " params"] | None = None) -> policy.Reservoir:
+        """The policy with `theta` (default: the state's) in its trainable leaves."""
+        return eqx.combine(self._unravel(state.theta if theta is None else theta), state.frozen)
+
+    # --- rollouts -------------------------------------------------------------------
+
+    def _act_fns(self, state: TrainState):
+        def act(theta, h, obs):
+            return self.policy(state, theta)(state.obs_stats, h, obs)
+
+        def init_carry(theta):
+            return jnp.zeros((self.policy_config.size,), theta.dtype)
+
+        return act, init_carry
+
+    def _noise(self, key: PRNGKeyArray) -> Float[Array, " params"]:
+        eps = es.sample(key, self._unravel(jnp.zeros((self.num_params,))), self.config.noise_rank)
+        return ravel_pytree(eps)[0]
+
+    def _iteration(self, state: TrainState) -> tuple[TrainState, dict[str, Array]]:
+        c = self.config
+        key, key_pop = jax.random.split(state.key)
+        key_noise, key_env = jax.random.split(key_pop)
+        sigma = jnp.asarray(self.sigma_schedule(state.iteration), state.theta.dtype)
+        act, init_carry = self._act_fns(state)
+
+        def candidate(shared, index, _):
+            theta, sigma = shared
+            pair = index // 2
+            sign = jnp.where(index % 2 == 0, 1.0, -1.0).astype(theta.dtype)
+            eps = self._noise(es.pair_key(key_noise, pair))
+            # Both members of a pair meet the same episode (common random numbers).
+            return theta + sign * sigma * eps, jax.random.fold_in(key_env, pair)
+
+        out = rollout.evaluate_population(
+            self.env, act, init_carry, candidate, (state.theta, sigma), key_pop,
+            population=self.population, chunk=c.candidate_chunk, horizon=c.horizon,
+            block=self.block, mesh=self.mesh,
+        )
+        fitness = out.episode_return - c.reward_shift * out.length.astype(out.episode_return.dtype)
+        weights, n_kept = es.pair_weights(fitness[0::2], fitness[1::2], c.fitness_shaping, c.top_k)
+        grad_tree = es.gradient(
+            key_noise, weights, n_kept, sigma, self._unravel(state.theta),
+            rank=c.noise_rank, chunk=max(c.candidate_chunk // 2, 1),
+        )
+        grad = ravel_pytree(grad_tree)[0] - c.weight_decay * state.theta
+        # optax minimises: hand it the negated ascent direction.
+        updates, opt_state = self.optimizer.update(-grad, state.opt_state, state.theta)
+        theta = optax.apply_updates(state.theta, updates)
+
+        steps = jnp.sum(out.length)
+        metrics = {
+            "fitness_mean": jnp.mean(fitness),
+            "fitness_std": jnp.std(fitness),
+            "fitness_max": jnp.max(fitness),
+            "fitness_min": jnp.min(fitness),
+            "return_mean": jnp.mean(out.episode_return),
+            "return_max": jnp.max(out.episode_return),
+            "episode_length_mean": jnp.mean(out.length.astype(jnp.float32)),
+            "iteration_env_steps": steps,
+            "grad_norm": jnp.linalg.norm(grad),
+            "update_norm": jnp.linalg.norm(updates),
+            "theta_norm": jnp.linalg.norm(theta),
+            "sigma": sigma,
+            "learning_rate": jnp.asarray(self.lr_schedule(state.iteration)),
+            "pairs_kept": n_kept,
+            "nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
+        }
+        new_state = TrainState(
+            theta=theta,
+            frozen=state.frozen,
+            opt_state=opt_state,
+            obs_stats=normalizer.merge(state.obs_stats, out.obs_stats),
+            iteration=state.iteration + 1,
+            key=key,
+        )
+        return new_state, metrics
+
+    def _evaluate(self, state: TrainState, key: PRNGKeyArray, episodes: int | None = None) -> dict[str, Array]:
+        """Noise-free theta on `eval_episodes` fresh episodes."""
+        n = episodes or self.config.eval_episodes
+        act, init_carry = self._act_fns(state)
+        thetas = jnp.broadcast_to(state.theta, (n, self.num_params))
+        out = rollout.rollout(self.env, act, init_carry, thetas, jax.random.split(key, n),
+                              self.config.horizon, self.block)
+        return {
+            "eval_return": jnp.mean(out.episode_return),
+            "eval_return_std": jnp.std(out.episode_return),
+            "eval_return_min": jnp.min(out.episode_return),
+            "eval_length": jnp.mean(out.length.astype(jnp.float32)),
+            "eval_nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
+        }
+
+    def eval_key(self, state: TrainState) -> PRNGKeyArray:
+        """Evaluation episodes drawn apart from training ones, fixed per iteration."""
+        return jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1_000_003), state.iteration)

@@ -1,0 +1,112 @@
+"""ES numerics: noise regeneration, low-rank noise, fitness shaping, and parity with evosax."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from evosax.algorithms import Open_ES
+from jax.flatten_util import ravel_pytree
+
+from humanoid_es import es, policy
+
+TEMPLATE = {"w": jnp.zeros((6, 9)), "b": jnp.zeros((6,))}
+
+
+def _explicit_sum(keys, weights, rank):
+    eps = [ravel_pytree(es.sample(k, TEMPLATE, rank))[0] for k in keys]
+    return np.tensordot(np.asarray(weights), np.stack(eps), axes=1)
+
+
+@pytest.mark.parametrize("rank", [0, 2])
+def test_weighted_sum_regenerates_the_sampled_noise(rank):
+    keys = jax.random.split(jax.random.PRNGKey(0), 5)
+    weights = jnp.array([0.3, -1.0, 2.0, 0.0, 0.7])
+    got = ravel_pytree(es.weighted_sum(keys, weights, TEMPLATE, rank))[0]
+    np.testing.assert_allclose(got, _explicit_sum(keys, weights, rank), rtol=1e-5, atol=1e-5)
+
+
+def test_low_rank_noise_is_standard_normal_and_low_rank():
+    keys = jax.random.split(jax.random.PRNGKey(1), 4000)
+    w = jax.vmap(lambda k: es.sample(k, TEMPLATE, 2)["w"])(keys)
+    assert np.linalg.matrix_rank(np.asarray(w[0])) == 2
+    # Entries of A B^T / sqrt(r) have mean 0 and variance 1 like full-rank noise.
+    np.testing.assert_allclose(np.mean(w), 0.0, atol=0.02)
+    np.testing.assert_allclose(np.var(w), 1.0, atol=0.05)
+    # Vectors stay full rank: a rank only applies to matrices.
+    b = jax.vmap(lambda k: es.sample(k, TEMPLATE, 2)["b"])(keys)
+    np.testing.assert_allclose(np.var(b), 1.0, atol=0.05)
+
+
+def test_centered_ranks_and_top_k():
+    f = jnp.array([3.0, -1.0, 10.0, 0.5])
+    np.testing.assert_allclose(es.centered_ranks(f), [1 / 6, -0.5, 0.5, -1 / 6], atol=1e-6)
+    f_plus, f_minus = jnp.array([1.0, 5.0, 2.0, 0.0]), jnp.array([4.0, 0.0, 1.0, 3.0])
+    w, kept = es.pair_weights(f_plus, f_minus, "none", top_k=2)
+    # max(f+, f-) = [4, 5, 2, 3]: pairs 0 and 1 are the top two.
+    assert int(kept) == 2
+    np.testing.assert_allclose(w, [-3.0, 5.0, 0.0, 0.0])
+    w, kept = es.pair_weights(f_plus, f_minus, "ars", top_k=2)
+    std = np.std([1.0, 5.0, 4.0, 0.0])
+    np.testing.assert_allclose(w, np.array([-3.0, 5.0, 0.0, 0.0]) / std, rtol=1e-6)
+
+
+def test_gradient_in_chunks_equals_one_chunk():
+    key = jax.random.PRNGKey(4)
+    weights = jax.random.normal(jax.random.PRNGKey(5), (8,))
+    kwargs = dict(n_kept=jnp.asarray(8), sigma=jnp.asarray(0.1), template=TEMPLATE, rank=2)
+    a = ravel_pytree(es.gradient(key, weights, chunk=2, **kwargs))[0]
+    b = ravel_pytree(es.gradient(key, weights, chunk=8, **kwargs))[0]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gradient_equals_evosax_open_es():
+    """Our ascent direction on fitness f is minus evosax's OpenES step on -f."""
+    pairs, sigma = 16, 0.05
+    theta = jax.random.normal(jax.random.PRNGKey(0), (ravel_pytree(TEMPLATE)[0].shape[0],))
+    noise_key = jax.random.PRNGKey(1)
+    eps = jnp.stack([ravel_pytree(es.sample(es.pair_key(noise_key, i), TEMPLATE))[0] for i in range(pairs)])
+    f_plus = jax.random.normal(jax.random.PRNGKey(2), (pairs,)) * 10.0
+    f_minus = jax.random.normal(jax.random.PRNGKey(3), (pairs,)) * 10.0
+
+    weights, n_kept = es.pair_weights(f_plus, f_minus, "centered_rank", top_k=0)
+    ours = ravel_pytree(es.gradient(noise_key, weights, n_kept, jnp.asarray(sigma), TEMPLATE, rank=0, chunk=4))[0]
+
+    # evosax stacks the antithetic halves ([+eps; -eps]) and minimises; plain SGD with
+    # learning rate 1 makes its mean move by exactly minus its gradient estimate.
+    strategy = Open_ES(population_size=2 * pairs, solution=theta, optimizer=optax.sgd(1.0),
+                       std_schedule=optax.constant_schedule(sigma))
+    params = strategy.default_params
+    state = strategy.init(jax.random.PRNGKey(9), theta, params)
+    population = jnp.concatenate([theta + sigma * eps, theta - sigma * eps])
+    fitness = -jnp.concatenate([f_plus, f_minus])
+    state, _ = strategy.tell(jax.random.PRNGKey(10), population, fitness, state, params)
+    evosax_step = state.mean - theta
+    np.testing.assert_allclose(ours, evosax_step, rtol=1e-4, atol=1e-6)
+
+
+def test_reservoir_policy_draw_and_partition():
+    cfg = policy.ReservoirConfig(size=32, sparsity=0.8, spectral_radius=0.7)
+    ctrl = np.tile([[-0.4, 0.4]], (17, 1))
+    pol = policy.init(jax.random.PRNGKey(0), cfg, 376, ctrl)
+    radius = np.max(np.abs(np.linalg.eigvals(np.asarray(pol.w_rec, np.float64))))
+    np.testing.assert_allclose(radius, 0.7, rtol=1e-4)
+    assert 0.1 < float(jnp.mean(pol.w_rec != 0)) < 0.3
+    # Same seed, same reservoir.
+    again = policy.init(jax.random.PRNGKey(0), cfg, 376, ctrl)
+    np.testing.assert_array_equal(pol.w_rec, again.w_rec)
+
+    from common import normalizer
+
+    h, a = pol(normalizer.init(376), pol.initial_state(), jnp.ones(376))
+    assert h.shape == (32,) and a.shape == (17,)
+    np.testing.assert_array_equal(a, 0.0)  # the readout starts at zero
+
+    spec = policy.trainable_filter(pol, ("w_out", "b_out"))
+    import equinox as eqx
+
+    trainable, frozen = eqx.partition(pol, spec)
+    assert ravel_pytree(trainable)[0].shape == (17 * (32 + 376) + 17,)
+    assert frozen.w_out is None and trainable.w_rec is None
+    with pytest.raises(ValueError, match="unknown leaves"):
+        policy.trainable_filter(pol, ("w_outt",))

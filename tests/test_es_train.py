@@ -1,0 +1,157 @@
+"""The ES trainer: resumed = uninterrupted, 4 devices = 1 device, and the CLI run end to end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from common import checkpoint, launch
+from configs import es_test
+from humanoid_es.trainer import Trainer
+from tests.conftest import REPO_ROOT
+
+TINY = {"pairs": 4, "candidate_chunk": 2, "horizon": 20, "early_exit_block": 10, "eval_episodes": 2,
+        "policy.size": 16, "noise_rank": 2, "policy.trainable": ("w_out", "b_out", "w_rec")}
+
+
+def _tiny_config(**overrides):
+    c = es_test.get_config()
+    for k, v in {**TINY, **overrides}.items():
+        node = c
+        *parents, leaf = k.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def trainer(fast_env):
+    del fast_env  # built first so the session shares one model
+    return Trainer(_tiny_config())
+
+
+def _run(trainer, state, n):
+    history = []
+    for _ in range(n):
+        state, metrics = trainer.iteration(state)
+        history.append(jax.device_get(metrics))
+    return state, history
+
+
+def test_iteration_learns_something_and_stays_finite(trainer):
+    state = trainer.init(jax.random.PRNGKey(0))
+    assert trainer.num_params == 17 * (16 + 376) + 17 + 16 * 16
+    new, (m,) = _run(trainer, state, 1)
+    assert int(new.iteration) == 1
+    assert np.all(np.isfinite(np.asarray(new.theta)))
+    assert float(m["update_norm"]) > 0 and int(m["pairs_kept"]) == 4
+    # Normaliser statistics come from this iteration's rollouts: one sample per live step.
+    assert float(new.obs_stats.count) == float(m["iteration_env_steps"])
+    # Frozen leaves are carried, never trained.
+    np.testing.assert_array_equal(new.frozen.w_in, state.frozen.w_in)
+    ev = jax.device_get(trainer.evaluate(new, trainer.eval_key(new)))
+    assert ev["eval_length"] > 5 and np.isfinite(ev["eval_return"])
+
+
+def test_resumed_equals_uninterrupted(trainer, tmp_path):
+    start = trainer.init(jax.random.PRNGKey(1))
+    straight, _ = _run(trainer, start, 4)
+
+    half, _ = _run(trainer, start, 2)
+    ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(2, half)
+    ckpt.close()
+    template = trainer.init(jax.random.PRNGKey(1))
+    restored = checkpoint.Checkpointer(str(tmp_path / "ckpt")).restore(template)
+    resumed, _ = _run(trainer, restored, 2)
+
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_sharded_over_four_devices_equals_one_device():
+    """Chunks of 8 over 4 devices run the same 2-member rollouts as chunks of 2 on one.
+
+    The horizon is short on purpose: over longer episodes a falling humanoid turns
+    rounding differences between the two compiled programs into a contact made one
+    step earlier, and returns then differ by whole units (tests/test_rollout.py bounds
+    that on zero-noise rollouts). Over 4 steps the comparison is to float tolerance.
+    """
+    assert jax.device_count() == 4
+    short = {"horizon": 4, "early_exit_block": 0}
+    one = Trainer(_tiny_config(**short))
+    four = Trainer(_tiny_config(candidate_chunk=8, **short), launch.make_mesh())
+    start = one.init(jax.random.PRNGKey(2))
+    a, ma = _run(one, start, 2)
+    b, mb = _run(four, start, 2)
+    for x, y in zip(ma, mb):
+        np.testing.assert_allclose(y["fitness_mean"], x["fitness_mean"], rtol=1e-5)
+        assert y["iteration_env_steps"] == x["iteration_env_steps"]
+    np.testing.assert_allclose(np.asarray(b.theta), np.asarray(a.theta), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(b.obs_stats.mean), np.asarray(a.obs_stats.mean), rtol=1e-4, atol=1e-4)
+    assert float(b.obs_stats.count) == float(a.obs_stats.count)
+
+
+def _cli(tmp_path, *flags):
+    overrides = [f"--config.{k}={v!r}" if isinstance(v, tuple) else f"--config.{k}={v}" for k, v in TINY.items()]
+    return [sys.executable, "-m", "experiments.es", "--config=configs/es_test.py", *overrides,
+            f"--config.results_dir={tmp_path}/results", f"--config.compile_cache_dir={tmp_path}/cache",
+            "--config.run_name=cli", "--config.eval_every=2", *flags]
+
+
+def test_cli_stops_on_sigusr1_then_resumes(tmp_path):
+    """Slurm's warning signal checkpoints and exits 0; the same command then resumes."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    proc = subprocess.Popen(_cli(tmp_path, "--config.num_iterations=500"), cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 400
+    for line in proc.stdout:
+        lines.append(line)
+        if "iteration 3/500" in line:
+            proc.send_signal(signal.SIGUSR1)
+        assert time.monotonic() < deadline, "".join(lines[-20:])
+    assert proc.wait(timeout=60) == 0, "".join(lines[-30:])
+    run_dir = tmp_path / "results" / "es" / "cli"
+    summary = json.load(open(run_dir / "summary.json"))
+    assert summary["stopped_by_signal"] == "SIGUSR1"
+    stopped_at = summary["iterations"]
+    assert stopped_at >= 3
+    assert checkpoint.Checkpointer(str(run_dir / "checkpoints")).latest_step() == stopped_at
+
+    out = subprocess.run(_cli(tmp_path, f"--config.num_iterations={stopped_at + 2}"), cwd=REPO_ROOT,
+                         env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"resuming from iteration {stopped_at}" in out.stderr
+    records = [json.loads(l) for l in open(run_dir / "metrics.jsonl")]
+    assert [r["iteration"] for r in records] == list(range(stopped_at + 3))
+    assert all(r["env_steps"] < s["env_steps"] for r, s in zip(records[1:], records[2:]))
+    summary = json.load(open(run_dir / "summary.json"))
+    assert summary["iterations"] == stopped_at + 2 and summary["stopped_by_signal"] is None
+    assert summary["compile_cache_hits"] >= 1  # the second process loaded, not compiled
+    assert summary["final_eval_return"] is not None
+    assert os.path.exists(run_dir / "plots" / "learning_curve.png")
+
+    # The evaluation tool reads the same run under the `fast` profile.
+    ev = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--run={run_dir}", "--episodes=2"],
+                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    line = json.loads(ev.stdout.strip().splitlines()[-1])
+    assert line["iteration"] == stopped_at + 2 and line["eval_length"] > 0 and line["physics"] == "fast"
+
+
+def test_bad_config_and_unknown_run_are_one_line(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    bad = subprocess.run(_cli(tmp_path, "--config.policy.trainable=('w_out','w_outt')"), cwd=REPO_ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "config.policy.trainable:" in bad.stderr and "Traceback" not in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "experiments.evaluate", f"--run={tmp_path}/nothing"],
+                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no config.json" in missing.stderr
