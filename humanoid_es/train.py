@@ -75,8 +75,9 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if start_iteration:
         state = ckpt.restore(state, start_iteration)
         logging.info("resuming from iteration %d", start_iteration)
-    # Records logged after the checkpoint we start from describe iterations we redo.
-    run_dir.truncate_after(start_iteration)
+    # Records logged after the checkpoint we start from describe iterations we redo
+    # (all of them, iteration 0's evaluation included, when there is no checkpoint).
+    run_dir.truncate_after(start_iteration if start_iteration else -1)
     previous = run_dir.records[-1] if run_dir.records else {}
     env_steps = int(previous.get("env_steps", 0))
     wall_before = float(previous.get("wall_seconds", 0.0))
@@ -96,7 +97,9 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
     best_eval = max((r["eval_return"] for r in run_dir.records if r.get("eval_return") is not None),
                     default=None)
-    last_eval = None
+    # A resumed run's latest evaluation so far is in its records.
+    last_eval = next(({"eval_return": r["eval_return"], "eval_length": r["eval_length"]}
+                      for r in reversed(run_dir.records) if r.get("eval_return") is not None), None)
     if start_iteration == 0:
         last_eval = jax.device_get(eval_fn(state, trainer.eval_key(state)))
         record = {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0,

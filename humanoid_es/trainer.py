@@ -17,7 +17,7 @@ import ml_collections
 import optax
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common import envs, normalizer, rollout
 from humanoid_es import config as es_config, es, policy, schedules
