@@ -48,6 +48,32 @@ def maybe_initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
+_HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def request_cpu_devices(n: int) -> None:
+    """Asks XLA to split the host CPU into `n` devices (0: leave JAX's default of one).
+
+    On CPU one XLA device keeps about one core busy on MJX rollouts; with one device per
+    core the sharded population runs on all of them (BENCHMARKS.md). The flag only shapes
+    the host platform, so on a GPU node it changes nothing. It must be set before any
+    backend starts; a flag already in XLA_FLAGS (the user's, or the tests') wins.
+    """
+    flags_now = os.environ.get("XLA_FLAGS", "")
+    if n > 0 and _HOST_DEVICES_FLAG not in flags_now:
+        os.environ["XLA_FLAGS"] = f"{flags_now} {_HOST_DEVICES_FLAG}={n}".strip()
+
+
+def check_cpu_devices(n: int) -> None:
+    """Warns where the CPU backend did not get the `n` devices asked for."""
+    if n > 0 and jax.default_backend() == "cpu" and jax.local_device_count() != n:
+        logging.warning(
+            "cpu_devices=%d was asked for, but the CPU backend has %d device(s) "
+            "(XLA_FLAGS=%r, or JAX started before the request)",
+            n, jax.local_device_count(), os.environ.get("XLA_FLAGS", ""),
+        )
+
+
 def make_mesh(axis: str = "batch") -> Mesh:
     """A one-axis mesh over every device of every process, with automatic sharding."""
     return jax.make_mesh((jax.device_count(),), (axis,), axis_types=(AxisType.Auto,))

@@ -24,7 +24,7 @@ from typing import Any
 from common.config import ConfigError
 
 # Fields that may change between a run and its resumption.
-RESUMABLE_FIELDS = ("num_iterations", "results_dir", "run_name", "compile_cache_dir", "eval_every")
+RESUMABLE_FIELDS = ("num_iterations", "results_dir", "run_name", "compile_cache_dir", "eval_every", "cpu_devices")
 
 
 def _atomic_write_json(path: str, obj: Any) -> None:

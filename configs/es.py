@@ -32,6 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Constraint-solver and line-search iterations; None keeps the profile's values.
     c.solver_iterations = config_dict.placeholder(int)
     c.ls_iterations = config_dict.placeholder(int)
+    # On the CPU backend, split the host into this many XLA devices, one per core, and
+    # shard the population over them (0 keeps JAX's single CPU device; no effect on GPU).
+    c.cpu_devices = 0
     # Evaluate the mean policy every `eval_every` iterations on `eval_episodes` episodes.
     c.eval_every = 10
     c.eval_episodes = 16

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 from absl import app, flags, logging
+from jax.sharding import PartitionSpec as P
 from ml_collections import config_flags
 from mujoco import rollout as mj_rollout
 
@@ -65,26 +66,35 @@ def _measure_profile(config, profile: str, cache_dir: str | None, repeats: int) 
         horizon = min(horizon, _GYM_HORIZON.value)
     frame_skip = env.config.frame_skip
     step_fn = physics.make_step_fn(frame_skip)
-    zero = jnp.zeros((batch, env.action_size))
     keys = jax.random.split(jax.random.PRNGKey(config.seed), batch)
     states = jax.jit(jax.vmap(env.reset))(keys)
-    shape = {"batch": batch, "horizon": horizon, "physics": profile, "impl": config.impl}
+    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    shape = {"batch": batch, "horizon": horizon, "physics": profile, "impl": config.impl,
+             "n_devices": jax.device_count()}
 
     def physics_only(data):
         def body(d, _):
-            return jax.vmap(step_fn, in_axes=(None, 0, 0))(env.model, d, zero), None
+            return jax.vmap(step_fn, in_axes=(None, 0, 0))(env.model, d, jnp.zeros_like(d.ctrl)), None
         return jax.lax.scan(body, data, length=horizon)[0].qpos
 
     def env_steps(state):
         def body(s, _):
-            return jax.vmap(env.step)(s, zero), None
+            return jax.vmap(env.step)(s, jnp.zeros_like(s.data.ctrl)), None
         return jax.lax.scan(body, state, length=horizon)[0].obs
+
+    def on_mesh(fn):
+        # With several devices the baselines split the batch over them as the ES
+        # iteration splits its population, so the ratios compare like with like.
+        if mesh is None:
+            return fn
+        (axis,) = mesh.axis_names
+        return jax.shard_map(fn, mesh=mesh, in_specs=P(axis), out_specs=P(axis), check_vma=False)
 
     lines = []
     timings = {}
     for name, fn, arg in (("mjx_physics", physics_only, states.data), ("mjx_env_step", env_steps, states)):
         compiled, report = compile_cache.warm_up(
-            f"benchmark_{name}_{profile}", jax.jit(fn), arg, cache_dir=cache_dir, shape=shape
+            f"benchmark_{name}_{profile}", jax.jit(on_mesh(fn)), arg, cache_dir=cache_dir, shape=shape
         )
         seconds = _best_seconds(compiled, arg, repeats=repeats)
         timings[name] = batch * horizon / seconds
@@ -144,10 +154,12 @@ def _measure_es(config, cache_dir: str | None, repeats: int, env_steps_per_s: fl
 def main(argv: Sequence[str]) -> None:
     del argv
     config = _CONFIG.value
+    launch.request_cpu_devices(config.cpu_devices)
     es_config.validate(config)
     for p in _PROFILES.value:
         config_lib.require(p in robots.PROFILES, "profiles", "unknown physics profile", p)
     launch.maybe_initialize_distributed()
+    launch.check_cpu_devices(config.cpu_devices)
     launch.log_banner()
     cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
     cfg = config_lib.to_dict(config)

@@ -39,6 +39,8 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
         block,
     )
     require(isinstance(config.seed, int), "seed", "must be an integer", config.seed)
+    require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
+            "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)
     require(config.physics in robots.PROFILES, "physics", f"must be one of {sorted(robots.PROFILES)}", config.physics)
     try:
         physics.check_impl(config.impl)

@@ -60,8 +60,10 @@ def run_name(config: ml_collections.ConfigDict) -> str:
 
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Trains (or resumes) the run that `config` names; returns its summary."""
+    launch.request_cpu_devices(config.cpu_devices)
     launch.maybe_initialize_distributed()
     es_config.validate(config, n_devices=jax.device_count())
+    launch.check_cpu_devices(config.cpu_devices)
     launch.log_banner()
     cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
     run_dir = results.RunDir(config.results_dir, EXPERIMENT, run_name(config), config_lib.to_dict(config))
@@ -75,6 +77,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     if start_iteration:
         state = ckpt.restore(state, start_iteration)
         logging.info("resuming from iteration %d", start_iteration)
+    state = trainer.place(state)
     # Records logged after the checkpoint we start from describe iterations we redo
     # (all of them, iteration 0's evaluation included, when there is no checkpoint).
     run_dir.truncate_after(start_iteration if start_iteration else -1)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common import envs, normalizer, rollout
@@ -58,8 +58,13 @@ class Trainer:
         trainable, _ = eqx.partition(template, policy.trainable_filter(template, self.trainable))
         flat, self._unravel = ravel_pytree(trainable)
         self.num_params = flat.shape[0]
-        self.iteration = jax.jit(self._iteration)
-        self.evaluate = jax.jit(self._evaluate, static_argnames="episodes")
+        # With a mesh the train state lives replicated on every device, going in and
+        # coming out, so the executables compiled ahead of time for the first state
+        # accept every later one (an AOT executable refuses other input shardings).
+        self._replicated = None if mesh is None else NamedSharding(mesh, P())
+        sharded = {} if mesh is None else {"out_shardings": self._replicated}
+        self.iteration = jax.jit(self._iteration, **sharded)
+        self.evaluate = jax.jit(self._evaluate, static_argnames="episodes", **sharded)
 
     # --- state ----------------------------------------------------------------------
 
@@ -77,6 +82,10 @@ class Trainer:
             iteration=jnp.zeros((), jnp.int32),
             key=key_run,
         )
+
+    def place(self, state: TrainState) -> TrainState:
+        """`state` replicated over the mesh (as every iteration returns it); as is without one."""
+        return state if self._replicated is None else jax.device_put(state, self._replicated)
 
     def policy(self, state: TrainState, theta: Float[Array, " params"] | None = None) -> policy.Reservoir:
         """The policy with `theta` (default: the state's) in its trainable leaves."""

@@ -90,7 +90,16 @@ def test_sharded_over_four_devices_equals_one_device(trainer):
     four = Trainer(_tiny_config(candidate_chunk=8), launch.make_mesh())
     start = trainer.init(jax.random.PRNGKey(2))
     a, ma = _run(trainer, start, 2)
-    b, mb = _run(four, start, 2)
+    # As train.run does: executables compiled ahead of time for the placed first state
+    # must accept every later state, the evaluation's included.
+    placed = four.place(start)
+    iteration = four.iteration.lower(placed).compile()
+    evaluate = four.evaluate.lower(placed, four.eval_key(placed)).compile()
+    b, mb = placed, []
+    for _ in range(2):
+        b, m = iteration(b)
+        mb.append(jax.device_get(m))
+    assert np.isfinite(float(evaluate(b, four.eval_key(b))["eval_return"]))
     for x, y in zip(ma, mb):
         np.testing.assert_allclose(y["fitness_mean"], x["fitness_mean"], rtol=1e-5)
         assert y["iteration_env_steps"] == x["iteration_env_steps"]
