@@ -18,6 +18,8 @@ from common.errors import UserError
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 HUMANOID_XML = os.path.join(ASSETS_DIR, "humanoid.xml")
+# The 12-DOF biped of the PPO+AMP task (issue 4): only its MJCF exists so far.
+BIPED_XML = os.path.join(ASSETS_DIR, "biped.xml")
 
 _INTEGRATORS = {
     "euler": mujoco.mjtIntegrator.mjINT_EULER,
