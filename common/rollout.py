@@ -63,6 +63,38 @@ class _Carry(eqx.Module):
     obs_stats: normalizer.RunningStats
 
 
+def _start(env: Env, init_carry: InitCarryFn, params: Params, keys: PRNGKeyArray,
+           obs_stats: normalizer.RunningStats | None = None) -> _Carry:
+    """Fresh episodes for a batch; `obs_stats` (default: empty) is carried through."""
+    batch = keys.shape[0]
+    state = jax.vmap(env.reset)(keys)
+    return _Carry(
+        state=state,
+        policy_carry=jax.vmap(init_carry)(params),
+        episode_return=jnp.zeros((batch,), state.reward.dtype),
+        length=jnp.zeros((batch,), jnp.int32),
+        diverged=jnp.zeros((batch,), bool),
+        done=jnp.zeros((batch,), bool),
+        obs_stats=normalizer.init(state.obs.shape[-1], state.obs.dtype) if obs_stats is None else obs_stats,
+    )
+
+
+def _advance(env: Env, act: ActFn, params: Params, c: _Carry) -> _Carry:
+    """One step of every live member; finished members are frozen and earn nothing."""
+    alive = ~c.done
+    policy_carry, action = jax.vmap(act)(params, c.policy_carry, c.state.obs)
+    new = jax.vmap(env.step)(c.state, action)
+    return _Carry(
+        state=select(alive, new, c.state),
+        policy_carry=select(alive, policy_carry, c.policy_carry),
+        episode_return=c.episode_return + jnp.where(alive, new.reward, 0.0),
+        length=c.length + alive.astype(jnp.int32),
+        diverged=c.diverged | (alive & (new.metrics["diverged"] > 0)),
+        done=c.done | new.done,
+        obs_stats=normalizer.merge(c.obs_stats, normalizer.from_batch(c.state.obs, alive)),
+    )
+
+
 def rollout(
     env: Env,
     act: ActFn,
@@ -86,32 +118,10 @@ def rollout(
     """
     if block is not None and (block < 1 or horizon % block):
         raise ValueError(f"early-exit block {block} must be >= 1 and divide horizon {horizon}")
-    batch = keys.shape[0]
-    state = jax.vmap(env.reset)(keys)
-    carry = _Carry(
-        state=state,
-        policy_carry=jax.vmap(init_carry)(params),
-        episode_return=jnp.zeros((batch,), state.reward.dtype),
-        length=jnp.zeros((batch,), jnp.int32),
-        diverged=jnp.zeros((batch,), bool),
-        done=jnp.zeros((batch,), bool),
-        obs_stats=normalizer.init(state.obs.shape[-1], state.obs.dtype),
-    )
+    carry = _start(env, init_carry, params, keys)
 
     def one_step(c: _Carry, _) -> tuple[_Carry, None]:
-        alive = ~c.done
-        policy_carry, action = jax.vmap(act)(params, c.policy_carry, c.state.obs)
-        new = jax.vmap(env.step)(c.state, action)
-        c = _Carry(
-            state=select(alive, new, c.state),
-            policy_carry=select(alive, policy_carry, c.policy_carry),
-            episode_return=c.episode_return + jnp.where(alive, new.reward, 0.0),
-            length=c.length + alive.astype(jnp.int32),
-            diverged=c.diverged | (alive & (new.metrics["diverged"] > 0)),
-            done=c.done | new.done,
-            obs_stats=normalizer.merge(c.obs_stats, normalizer.from_batch(c.state.obs, alive)),
-        )
-        return c, None
+        return _advance(env, act, params, c), None
 
     if block is None:
         carry, _ = jax.lax.scan(one_step, carry, length=horizon)
@@ -134,6 +144,103 @@ def rollout(
     )
 
 
+class _Queue(eqx.Module):
+    slots: _Carry
+    params: Any
+    # Position in the queue of the candidate each slot runs; n marks an idle slot.
+    position: Int[Array, " slots"]
+    next_position: Int[Array, ""]
+    episode_return: Float[Array, " n"]
+    length: Int[Array, " n"]
+    diverged: Bool[Array, " n"]
+
+
+def rollout_queue(
+    env: Env,
+    act: ActFn,
+    init_carry: InitCarryFn,
+    candidate_fn: CandidateFn,
+    theta: PyTree,
+    key: PRNGKeyArray,
+    indices: Int[Array, " n"],
+    slots: int,
+    horizon: int,
+    block: int,
+) -> Outcome:
+    """One episode per candidate of `indices`, run on `slots` members as a work queue.
+
+    A batch of `rollout` lasts as long as its longest-lived member. Here a slot whose
+    episode has ended takes the next waiting candidate at the next block boundary (its
+    parameters and reset key made by `candidate_fn`), so slots stay busy until the
+    queue is empty. Every candidate still lives one episode of at most `horizon` steps
+    from its own reset key, so per-candidate results equal `rollout`'s; only the order
+    in which observation statistics merge differs (float rounding).
+    """
+    if block < 1 or horizon % block:
+        raise ValueError(f"early-exit block {block} must be >= 1 and divide horizon {horizon}")
+    n = indices.shape[0]
+    if n < slots:
+        raise ValueError(f"{n} candidates cannot fill {slots} slots")
+    make = jax.vmap(candidate_fn, in_axes=(None, 0, None))
+    params, keys = make(theta, indices[:slots], key)
+    queue = _Queue(
+        slots=_start(env, init_carry, params, keys),
+        params=params,
+        position=jnp.arange(slots, dtype=jnp.int32),
+        next_position=jnp.asarray(slots, jnp.int32),
+        episode_return=jnp.zeros((n,), jnp.float32),
+        length=jnp.zeros((n,), jnp.int32),
+        diverged=jnp.zeros((n,), bool),
+    )
+
+    def one_step(c: _Carry, params) -> tuple[_Carry, None]:
+        c = _advance(env, act, params, c)
+        # The time limit of a slot counts from its own reset.
+        return eqx.tree_at(lambda x: x.done, c, c.done | (c.length >= horizon)), None
+
+    def run_block(q: _Queue) -> _Queue:
+        c, _ = jax.lax.scan(lambda c, _: one_step(c, q.params), q.slots, length=block)
+        finished = (q.position < n) & c.done
+        # Finished episodes go to their candidates' places; other slots write nowhere.
+        target = jnp.where(finished, q.position, n)
+        episode_return = q.episode_return.at[target].set(c.episode_return.astype(jnp.float32), mode="drop")
+        length = q.length.at[target].set(c.length, mode="drop")
+        diverged = q.diverged.at[target].set(c.diverged, mode="drop")
+        # Finished slots take the next candidates in order; past the end they go idle
+        # (and stay done, so they are never stepped again).
+        wanted = q.next_position + jnp.cumsum(finished.astype(jnp.int32)) - 1
+        refill = finished & (wanted < n)
+        position = jnp.where(finished, jnp.where(refill, wanted, n), q.position)
+        new_params, new_keys = make(theta, indices[jnp.clip(wanted, 0, n - 1)], key)
+        fresh = _start(env, init_carry, new_params, new_keys, c.obs_stats)
+        slots_carry = _Carry(
+            state=select(refill, fresh.state, c.state),
+            policy_carry=select(refill, fresh.policy_carry, c.policy_carry),
+            episode_return=jnp.where(refill, fresh.episode_return, c.episode_return),
+            length=jnp.where(refill, fresh.length, c.length),
+            diverged=jnp.where(refill, fresh.diverged, c.diverged),
+            done=jnp.where(refill, fresh.done, c.done),
+            obs_stats=c.obs_stats,
+        )
+        return _Queue(
+            slots=slots_carry,
+            params=select(refill, new_params, q.params),
+            position=position,
+            next_position=jnp.minimum(q.next_position + jnp.sum(finished.astype(jnp.int32)), n),
+            episode_return=episode_return,
+            length=length,
+            diverged=diverged,
+        )
+
+    queue = jax.lax.while_loop(lambda q: jnp.any(q.position < n), run_block, queue)
+    return Outcome(
+        episode_return=queue.episode_return,
+        length=queue.length,
+        diverged=queue.diverged,
+        obs_stats=queue.slots.obs_stats,
+    )
+
+
 def _evaluate_local(
     env: Env,
     act: ActFn,
@@ -144,7 +251,12 @@ def _evaluate_local(
     indices: Int[Array, "n_chunks chunk"],
     horizon: int,
     block: int | None,
+    queue: bool = False,
 ) -> Outcome:
+    if queue:
+        return rollout_queue(env, act, init_carry, candidate_fn, theta, key, indices.reshape(-1),
+                             indices.shape[1], horizon, block)
+
     def eval_chunk(idx: Int[Array, " chunk"]) -> Outcome:
         params, keys = jax.vmap(candidate_fn, in_axes=(None, 0, None))(theta, idx, key)
         return rollout(env, act, init_carry, params, keys, horizon, block)
@@ -171,19 +283,24 @@ def evaluate_population(
     horizon: int,
     block: int | None = None,
     mesh: Mesh | None = None,
+    queue: bool = False,
 ) -> Outcome:
     """Evaluates candidates `0..population-1` in chunks; results in candidate order.
 
     `theta` and `key` are shared by all candidates; `candidate_fn(theta, i, key)` makes
     candidate i's parameters and reset key. With `mesh` (one axis), the population is
-    sharded across its devices.
+    sharded across its devices. With `queue` (which needs `block`), each device runs
+    its candidates as a work queue on `chunk / n_devices` slots (`rollout_queue`)
+    instead of chunk after chunk.
     """
+    if queue and block is None:
+        raise ValueError("queue: the work queue refills slots at block boundaries and needs a block")
     if population % chunk:
         raise ValueError(f"population {population} is not divisible by chunk {chunk}")
     n_chunks = population // chunk
     if mesh is None or mesh.size == 1:
         indices = jnp.arange(population, dtype=jnp.int32).reshape(n_chunks, chunk)
-        return _evaluate_local(env, act, init_carry, candidate_fn, theta, key, indices, horizon, block)
+        return _evaluate_local(env, act, init_carry, candidate_fn, theta, key, indices, horizon, block, queue)
 
     n_dev = mesh.size
     if chunk % n_dev:
@@ -194,7 +311,7 @@ def evaluate_population(
     indices = jnp.arange(population, dtype=jnp.int32).reshape(n_dev, n_chunks, local_chunk)
 
     def per_device(theta, key, idx):
-        out = _evaluate_local(env, act, init_carry, candidate_fn, theta, key, idx[0], horizon, block)
+        out = _evaluate_local(env, act, init_carry, candidate_fn, theta, key, idx[0], horizon, block, queue)
         return jax.tree.map(lambda x: x[None], out)
 
     sharded = jax.shard_map(

@@ -20,6 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
     # If > 0, stop stepping a chunk once every member is done, checking every
     # `early_exit_block` steps (must divide horizon). 0 runs the full scan.
     c.early_exit_block = 50
+    # Run each device's candidates as a work queue on candidate_chunk / devices slots:
+    # a slot whose episode ended takes the next candidate at the next block boundary,
+    # instead of every chunk waiting for its longest-lived member. Needs early exit.
+    c.rollout_queue = False
     # ES iterations to run in total (a resumed run continues up to this number).
     c.num_iterations = 1000
     c.seed = 0

@@ -38,6 +38,9 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
         f"must be 0 (off) or a positive divisor of horizon = {config.horizon}",
         block,
     )
+    require(isinstance(config.rollout_queue, bool) and (not config.rollout_queue or block > 0), "rollout_queue",
+            "must be a bool, and True needs early_exit_block > 0 (slots refill at block boundaries)",
+            config.rollout_queue)
     require(isinstance(config.seed, int), "seed", "must be an integer", config.seed)
     require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
             "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)

@@ -124,7 +124,7 @@ class Trainer:
         out = rollout.evaluate_population(
             self.env, act, init_carry, candidate, (state.theta, sigma), key_pop,
             population=self.population, chunk=c.candidate_chunk, horizon=c.horizon,
-            block=self.block, mesh=self.mesh,
+            block=self.block, mesh=self.mesh, queue=c.rollout_queue,
         )
         fitness = out.episode_return - c.reward_shift * out.length.astype(out.episode_return.dtype)
         weights, n_kept = es.pair_weights(fitness[0::2], fitness[1::2], c.fitness_shaping, c.top_k)

@@ -11,7 +11,7 @@ import pytest
 from common import config as config_lib
 from common import results
 from humanoid_es import config as es_config
-from configs import es_test
+from configs import es_cpu, es_test
 from tests.conftest import REPO_ROOT
 
 
@@ -36,6 +36,8 @@ def _config(**overrides):
         ({"solver_iterations": 0}, "solver_iterations"),
         ({"xml_path": "/no/such/humanoid.xml"}, "xml_path"),
         ({"run_name": "../escape"}, "run_name"),
+        ({"rollout_queue": True, "early_exit_block": 0}, "rollout_queue"),
+        ({"cpu_devices": -1}, "cpu_devices"),
     ],
 )
 def test_validation_names_the_field(overrides, field):
@@ -48,6 +50,7 @@ def test_valid_configs_pass():
 
     es_config.validate(es.get_config())
     es_config.validate(es_test.get_config())
+    es_config.validate(es_cpu.get_config())
     with pytest.raises(config_lib.ConfigError, match="devices"):
         es_config.validate(_config(candidate_chunk=32), n_devices=3)
 

@@ -32,14 +32,14 @@ def evaluate(fast_env):
     key = jax.random.PRNGKey(7)
     cache = {}
 
-    def run(chunk, block=None, mesh=None):
+    def run(chunk, block=None, mesh=None, queue=False):
         fn = jax.jit(
             lambda theta, key: rollout.evaluate_population(
                 fast_env, _act, _init_carry, _candidate, theta, key,
-                population=POPULATION, chunk=chunk, horizon=HORIZON, block=block, mesh=mesh,
+                population=POPULATION, chunk=chunk, horizon=HORIZON, block=block, mesh=mesh, queue=queue,
             )
         )
-        name = (chunk, block, mesh is not None)
+        name = (chunk, block, mesh is not None, queue)
         if name not in cache:
             cache[name] = jax.device_get(fn(theta, key))
         return cache[name]
@@ -79,6 +79,14 @@ def test_early_exit_equals_full_scan(evaluate):
     _assert_same(evaluate(POPULATION, block=10), evaluate(POPULATION))
 
 
+def test_work_queue_equals_chunks(evaluate):
+    """Two slots working through eight candidates give each its own whole episode."""
+    queued = evaluate(2, block=10, queue=True)
+    _assert_same(queued, evaluate(POPULATION))
+    # Episodes end at different times, so slots were refilled mid-run.
+    assert len(set(queued.length.tolist())) > 1
+
+
 def test_sharded_over_four_devices_equals_one_device(evaluate):
     assert jax.device_count() == 4, "conftest forces four host devices"
     mesh = launch.make_mesh()
@@ -90,6 +98,11 @@ def test_bad_shapes_are_refused(fast_env):
         rollout.evaluate_population(
             fast_env, _act, _init_carry, _candidate, jnp.zeros((17, 376)), jax.random.PRNGKey(0),
             population=10, chunk=4, horizon=10,
+        )
+    with pytest.raises(ValueError, match="needs a block"):
+        rollout.evaluate_population(
+            fast_env, _act, _init_carry, _candidate, jnp.zeros((17, 376)), jax.random.PRNGKey(0),
+            population=8, chunk=4, horizon=10, queue=True,
         )
     with pytest.raises(ValueError, match="must be >= 1 and divide horizon"):
         rollout.rollout(fast_env, _act, _init_carry, jnp.zeros((2, 17, 376)),
