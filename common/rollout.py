@@ -15,6 +15,7 @@ each device runs its share in chunks of `chunk // n_devices`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -63,9 +64,8 @@ class _Carry(eqx.Module):
     obs_stats: normalizer.RunningStats
 
 
-def _start(env: Env, init_carry: InitCarryFn, params: Params, keys: PRNGKeyArray,
-           obs_stats: normalizer.RunningStats | None = None) -> _Carry:
-    """Fresh episodes for a batch; `obs_stats` (default: empty) is carried through."""
+def _start(env: Env, init_carry: InitCarryFn, params: Params, keys: PRNGKeyArray) -> _Carry:
+    """Fresh episodes for a batch, with empty observation statistics."""
     batch = keys.shape[0]
     state = jax.vmap(env.reset)(keys)
     return _Carry(
@@ -75,7 +75,7 @@ def _start(env: Env, init_carry: InitCarryFn, params: Params, keys: PRNGKeyArray
         length=jnp.zeros((batch,), jnp.int32),
         diverged=jnp.zeros((batch,), bool),
         done=jnp.zeros((batch,), bool),
-        obs_stats=normalizer.init(state.obs.shape[-1], state.obs.dtype) if obs_stats is None else obs_stats,
+        obs_stats=normalizer.init(state.obs.shape[-1], state.obs.dtype),
     )
 
 
@@ -183,12 +183,13 @@ def rollout_queue(
         raise ValueError(f"{n} candidates cannot fill {slots} slots")
     make = jax.vmap(candidate_fn, in_axes=(None, 0, None))
     params, keys = make(theta, indices[:slots], key)
+    first = _start(env, init_carry, params, keys)
     queue = _Queue(
-        slots=_start(env, init_carry, params, keys),
+        slots=first,
         params=params,
         position=jnp.arange(slots, dtype=jnp.int32),
         next_position=jnp.asarray(slots, jnp.int32),
-        episode_return=jnp.zeros((n,), jnp.float32),
+        episode_return=jnp.zeros((n,), first.episode_return.dtype),
         length=jnp.zeros((n,), jnp.int32),
         diverged=jnp.zeros((n,), bool),
     )
@@ -203,7 +204,7 @@ def rollout_queue(
         finished = (q.position < n) & c.done
         # Finished episodes go to their candidates' places; other slots write nowhere.
         target = jnp.where(finished, q.position, n)
-        episode_return = q.episode_return.at[target].set(c.episode_return.astype(jnp.float32), mode="drop")
+        episode_return = q.episode_return.at[target].set(c.episode_return, mode="drop")
         length = q.length.at[target].set(c.length, mode="drop")
         diverged = q.diverged.at[target].set(c.diverged, mode="drop")
         # Finished slots take the next candidates in order; past the end they go idle
@@ -212,16 +213,11 @@ def rollout_queue(
         refill = finished & (wanted < n)
         position = jnp.where(finished, jnp.where(refill, wanted, n), q.position)
         new_params, new_keys = make(theta, indices[jnp.clip(wanted, 0, n - 1)], key)
-        fresh = _start(env, init_carry, new_params, new_keys, c.obs_stats)
-        slots_carry = _Carry(
-            state=select(refill, fresh.state, c.state),
-            policy_carry=select(refill, fresh.policy_carry, c.policy_carry),
-            episode_return=jnp.where(refill, fresh.episode_return, c.episode_return),
-            length=jnp.where(refill, fresh.length, c.length),
-            diverged=jnp.where(refill, fresh.diverged, c.diverged),
-            done=jnp.where(refill, fresh.done, c.done),
-            obs_stats=c.obs_stats,
-        )
+        fresh = _start(env, init_carry, new_params, new_keys)
+        # Per-slot fields switch to the fresh episode; the statistics gathered so far
+        # are shared by all slots and carried on.
+        per_slot = lambda x: dataclasses.replace(x, obs_stats=None)
+        slots_carry = dataclasses.replace(select(refill, per_slot(fresh), per_slot(c)), obs_stats=c.obs_stats)
         return _Queue(
             slots=slots_carry,
             params=select(refill, new_params, q.params),

@@ -132,9 +132,7 @@ def _measure_profile(config, profile: str, cache_dir: str | None, repeats: int) 
 
 
 def _measure_es(config, cache_dir: str | None, repeats: int, env_steps_per_s: float) -> dict:
-    """One whole ES iteration at the config's shape, early exit off."""
-    config = config.copy_and_resolve_references()
-    config.early_exit_block = 0
+    """One whole ES iteration at the config's shape (early exit and queue off in `main`)."""
     mesh = launch.make_mesh() if jax.device_count() > 1 else None
     trainer = Trainer(config, mesh)
     state = trainer.init(jax.random.PRNGKey(config.seed))
@@ -153,7 +151,11 @@ def _measure_es(config, cache_dir: str | None, repeats: int, env_steps_per_s: fl
 @launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
-    config = _CONFIG.value
+    # Every measurement runs whole horizons: early exit (and the work queue built on it)
+    # would make the step counts depend on when members fall.
+    config = _CONFIG.value.copy_and_resolve_references()
+    config.early_exit_block = 0
+    config.rollout_queue = False
     launch.request_cpu_devices(config.cpu_devices)
     es_config.validate(config)
     for p in _PROFILES.value:
