@@ -62,6 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.policy.obs_clip = 5.0
     # Observation std is floored here, so near-constant features are not amplified.
     c.policy.obs_std_floor = 0.01
+    # The policy reads the first obs_features observation entries; 0 reads all 376.
+    # 45 keeps Humanoid-v4's joint positions and velocities (qpos[2:], qvel).
+    c.policy.obs_features = 0
     # Leaves ES trains, any of w_out, b_out, w_in, bias, w_rec; the rest stay as drawn.
     c.policy.trainable = ("w_out", "b_out")
 

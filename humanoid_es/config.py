@@ -100,6 +100,8 @@ def _validate_policy(p: ml_collections.ConfigDict) -> None:
         _positive_float(p, field, "policy.")
     require(p.bias_scaling >= 0, "policy.bias_scaling", "must be >= 0", p.bias_scaling)
     require(p.obs_std_floor >= 0, "policy.obs_std_floor", "must be >= 0", p.obs_std_floor)
+    require(isinstance(p.obs_features, int) and p.obs_features >= 0, "policy.obs_features",
+            "must be an integer >= 0 (0 reads every observation entry)", p.obs_features)
     trainable = tuple(p.trainable)
     require(len(trainable) > 0 and set(trainable) <= set(policy.TRAINABLE_LEAVES), "policy.trainable",
             f"must be a non-empty subset of {policy.TRAINABLE_LEAVES}", trainable)
@@ -110,7 +112,7 @@ def policy_config(config: ml_collections.ConfigDict) -> policy.ReservoirConfig:
     return policy.ReservoirConfig(
         size=p.size, sparsity=p.sparsity, spectral_radius=p.spectral_radius, leak_rate=p.leak_rate,
         input_scaling=p.input_scaling, bias_scaling=p.bias_scaling, readout_obs=p.readout_obs,
-        obs_clip=p.obs_clip, obs_std_floor=p.obs_std_floor,
+        obs_clip=p.obs_clip, obs_std_floor=p.obs_std_floor, obs_features=p.obs_features,
     )
 
 

@@ -43,6 +43,10 @@ class ReservoirConfig:
     obs_clip: float = 5.0
     # Observation std below this is treated as this (see `normalizer.normalize`).
     obs_std_floor: float = 1e-2
+    # The policy reads the first `obs_features` observation entries (0: all of them).
+    # Humanoid-v4's first 45 are qpos[2:] and qvel; the other 331 (body inertias and
+    # velocities, actuator and contact forces) multiply the parameter count by eight.
+    obs_features: int = 0
 
 
 class Reservoir(eqx.Module):
@@ -68,6 +72,8 @@ class Reservoir(eqx.Module):
     ) -> tuple[Float[Array, " res"], Float[Array, " act"]]:
         c = self.config
         x = normalizer.normalize(stats, obs, clip=c.obs_clip, std_floor=c.obs_std_floor)
+        if c.obs_features:
+            x = x[: c.obs_features]
         pre = self.w_in @ x + self.w_rec @ h + self.bias
         h = (1.0 - c.leak_rate) * h + c.leak_rate * jnp.tanh(pre)
         features = jnp.concatenate([h, x]) if c.readout_obs else h
@@ -88,6 +94,7 @@ def init(
     """
     k_in, k_rec, k_mask, k_bias = jax.random.split(key, 4)
     n = config.size
+    obs_size = config.obs_features or obs_size
     w_in = config.input_scaling * jax.random.uniform(k_in, (n, obs_size), minval=-1.0, maxval=1.0)
     w_rec = jax.random.normal(k_rec, (n, n))
     w_rec = jnp.where(jax.random.uniform(k_mask, (n, n)) >= config.sparsity, w_rec, 0.0)
@@ -113,6 +120,7 @@ def init(
 def zeros(config: ReservoirConfig, obs_size: int, n_act: int) -> Reservoir:
     """A policy of zeros with the shapes `init` draws: a template that draws nothing."""
     n = config.size
+    obs_size = config.obs_features or obs_size
     n_feat = n + obs_size if config.readout_obs else n
     z = jnp.zeros
     return Reservoir(

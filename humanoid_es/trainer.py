@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common import envs, normalizer, rollout
+from common.config import ConfigError
 from humanoid_es import config as es_config, es, policy, schedules
 
 
@@ -44,6 +45,11 @@ class Trainer:
         self.population = 2 * config.pairs
         self.block = config.early_exit_block or None
         self.policy_config = es_config.policy_config(config)
+        if self.policy_config.obs_features > self.env.observation_size:
+            raise ConfigError(
+                f"config.policy.obs_features: must be <= the observation size "
+                f"{self.env.observation_size}, got {self.policy_config.obs_features}"
+            )
         self.trainable = tuple(config.policy.trainable)
         steps = config.num_iterations
         self.sigma_schedule = schedules.make(config.sigma_schedule, config.sigma, config.sigma_final, steps)

@@ -1,5 +1,6 @@
 """ES numerics: noise regeneration, low-rank noise, fitness shaping, and parity with evosax."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,3 +111,22 @@ def test_reservoir_policy_draw_and_partition():
     assert frozen.w_out is None and trainable.w_rec is None
     with pytest.raises(ValueError, match="unknown leaves"):
         policy.trainable_filter(pol, ("w_outt",))
+
+
+def test_policy_reads_only_the_first_obs_features():
+    from common import normalizer
+
+    cfg = policy.ReservoirConfig(size=8, obs_features=45)
+    ctrl = np.tile([[-0.4, 0.4]], (17, 1))
+    pol = policy.init(jax.random.PRNGKey(0), cfg, 376, ctrl)
+    assert pol.w_in.shape == (8, 45) and pol.w_out.shape == (17, 8 + 45)
+    assert jax.tree.map(jnp.shape, policy.zeros(cfg, 376, 17)) == jax.tree.map(jnp.shape, pol)
+    pol = eqx.tree_at(lambda p: p.w_out, pol, jax.random.normal(jax.random.PRNGKey(1), pol.w_out.shape))
+    obs = jax.random.normal(jax.random.PRNGKey(2), (376,))
+    changed_tail = obs.at[45:].set(100.0)
+    stats = normalizer.init(376)
+    _, a = pol(stats, pol.initial_state(), obs)
+    _, b = pol(stats, pol.initial_state(), changed_tail)
+    np.testing.assert_array_equal(a, b)
+    _, c = pol(stats, pol.initial_state(), obs.at[0].add(1.0))
+    assert not np.allclose(a, c)
