@@ -1,7 +1,7 @@
 """Saving and restoring a whole train state (any pytree of arrays) with orbax.
 
 The state is saved whole so a run resumes exactly. Non-array leaves (static parts of
-Equinox modules) are not saved: restoring combines the saved arrays with a template
+Equinox modules) and empty arrays are not saved: restoring combines the saved arrays with a template
 built from the config, so shapes and dtypes are checked against what the run expects.
 A checkpoint that cannot be read raises `CheckpointError` naming the directory.
 """
@@ -34,6 +34,12 @@ if not any(isinstance(f, _QuietOrbax) for f in _ABSL_LOGGER.filters):
     _ABSL_LOGGER.addFilter(_QuietOrbax())
 
 
+def _stored(x: Any) -> bool:
+    """Arrays holding data; empty ones (an MJX field a model does not use) orbax cannot
+    write, and the template rebuilds them on restore."""
+    return eqx.is_array(x) and x.size > 0
+
+
 class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt or does not match the run's state."""
 
@@ -58,7 +64,7 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any) -> None:
-        arrays = eqx.filter(state, eqx.is_array)
+        arrays = eqx.filter(state, _stored)
         self._manager.save(step, args=ocp.args.StandardSave(arrays), force=True)
         self._manager.wait_until_finished()
 
@@ -67,7 +73,7 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise CheckpointError(f"no checkpoint in {self.directory}")
-        arrays, static = eqx.partition(template, eqx.is_array)
+        arrays, static = eqx.partition(template, _stored)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, arrays)
         try:
             restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))

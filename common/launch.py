@@ -7,6 +7,7 @@ import importlib.metadata
 import logging
 import os
 import platform
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -100,3 +101,32 @@ def user_errors_exit(main: Callable[[Sequence[str]], None]) -> Callable[[Sequenc
             sys.exit(2)
 
     return wrapped
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGUSR1; the loop checkpoints and returns at the next iteration."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGUSR1):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        self.signal = signum
+        logging.warning("received %s: checkpointing and stopping after this iteration",
+                        signal.Signals(signum).name)
+
+    def __exit__(self, *_):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"

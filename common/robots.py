@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import mujoco
 
@@ -18,7 +18,7 @@ from common.errors import UserError
 
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 HUMANOID_XML = os.path.join(ASSETS_DIR, "humanoid.xml")
-# The 12-DOF biped of the PPO+AMP task (issue 4): only its MJCF exists so far.
+# The 12-DOF biped of the PPO+AMP task (`common.envs.make("biped_walk")`).
 BIPED_XML = os.path.join(ASSETS_DIR, "biped.xml")
 
 _INTEGRATORS = {
@@ -108,15 +108,16 @@ def load_model(
     floor_geom: str = "floor",
     solver_iterations: int | None = None,
     ls_iterations: int | None = None,
+    profiles: Mapping[str, PhysicsProfile] = PROFILES,
 ) -> mujoco.MjModel:
-    """Compiles `xml_path` under the named physics profile.
+    """Compiles `xml_path` under the physics profile named `physics` in `profiles`.
 
     `solver_iterations` / `ls_iterations` override both the file and the profile.
     A file that asks for PGS (which MJX cannot run) is switched to CG with a warning.
     """
-    if physics not in PROFILES:
-        raise ModelError(f"physics: must be one of {sorted(PROFILES)}, got {physics!r}")
-    profile = PROFILES[physics]
+    if physics not in profiles:
+        raise ModelError(f"physics: must be one of {sorted(profiles)}, got {physics!r}")
+    profile = profiles[physics]
     spec = _read_spec(xml_path)
     names = _geom_names(spec)
     if profile.contacts == "pairs":

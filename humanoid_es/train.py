@@ -24,35 +24,6 @@ from humanoid_es.trainer import Trainer, TrainState
 EXPERIMENT = "es"
 
 
-class _StopFlag:
-    """Set by SIGTERM/SIGUSR1; the loop checkpoints and returns at the next iteration."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGUSR1):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, _frame):
-        self.signal = signum
-        logging.warning("received %s: checkpointing and stopping after this iteration",
-                        signal.Signals(signum).name)
-
-    def __exit__(self, *_):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-def _format_eta(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 def run_name(config: ml_collections.ConfigDict) -> str:
     cfg = config_lib.to_dict(config)
     return config.run_name or f"cfg-{config_lib.fingerprint(cfg, results.RESUMABLE_FIELDS)}"
@@ -113,7 +84,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
     iteration = start_iteration
     loop_start = time.perf_counter()
-    with _StopFlag() as stop:
+    with launch.StopFlag() as stop:
         while iteration < config.num_iterations and stop.signal is None:
             t0 = time.perf_counter()
             state, metrics = iteration_fn(state)
@@ -139,7 +110,7 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
                 iteration, config.num_iterations, record["fitness_mean"], record["fitness_max"],
                 record["episode_length_mean"],
                 f"eval {record['eval_return']:.1f} | " if "eval_return" in record else "",
-                record["env_steps_per_s"], seconds, _format_eta(eta),
+                record["env_steps_per_s"], seconds, launch.format_eta(eta),
             )
             if iteration % config.checkpoint_every == 0 or stop.signal is not None:
                 ckpt.save(iteration, state)

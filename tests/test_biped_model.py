@@ -29,6 +29,27 @@ def test_joints_actuators_and_hip_width(model):
     assert np.all(model.actuator_forcelimited) and np.all(model.actuator_forcerange[:, 1] > 0)
 
 
+def test_home_keyframe_leaves_ankle_room_and_rests_on_the_soles(model):
+    key = model.key("home")
+    np.testing.assert_allclose(key.ctrl, key.qpos[7:])
+    d = mujoco.MjData(model)
+    mujoco.mj_resetDataKeyframe(model, d, key.id)
+    mujoco.mj_kinematics(model, d)
+    mujoco.mj_comPos(model, d)
+    # The ankle servos are too soft to hold a CoM far ahead of or behind the ankle axes.
+    ankle_x = d.xanchor[model.joint("left_ankle_pitch").id][0]
+    assert abs(d.subtree_com[model.body("base").id][0] - ankle_x) < 0.01
+    for side in ("left", "right"):
+        ankle = model.joint(f"{side}_ankle_pitch")
+        angle = d.qpos[ankle.qposadr[0]]
+        # A walking gait keeps the stance foot flat only with room on both sides.
+        assert min(angle - ankle.range[0], ankle.range[1] - angle) > 0.15
+        # Flat feet: pitch angles sum to zero, so the sole is level.
+        pitch = sum(d.qpos[model.joint(f"{side}_{j}").qposadr[0]] for j in ("hip_pitch", "knee", "ankle_pitch"))
+        assert abs(pitch) < 1e-9
+        assert abs(d.site(f"{side}_foot_site").xpos[2]) < 1e-6
+
+
 def test_home_keyframe_stands_under_position_control(model):
     d = mujoco.MjData(model)
     mujoco.mj_resetDataKeyframe(model, d, model.key("home").id)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common import physics, robots
+from common.envs import biped
 from common.envs.base import Env, State
 from common.envs.humanoid import Humanoid, HumanoidConfig
 
@@ -28,6 +29,7 @@ def _make_humanoid(config: HumanoidConfig) -> Humanoid:
 
 _REGISTRY: dict[str, tuple[type, Callable[[Any], Env]]] = {
     "humanoid": (HumanoidConfig, _make_humanoid),
+    "biped_walk": (biped.BipedWalkConfig, biped.make),
 }
 
 

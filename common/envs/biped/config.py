@@ -1,0 +1,216 @@
+"""Settings of the `"biped_walk"` task: robot names, observation layout, commands,
+reward weights, termination and domain randomisation, all in one frozen dataclass.
+
+Every field is a `common.envs.make("biped_walk", **overrides)` override. Ranges are
+(low, high) pairs drawn uniformly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mujoco
+
+from common import robots
+
+# Observation terms the actor may read, in any order (`obs_terms`); sizes for 12 joints.
+OBS_TERM_SIZES = {
+    "base_ang_vel": 3,  # base angular velocity, base frame, x ang_vel_scale
+    "projected_gravity": 3,  # unit gravity direction in the base frame
+    "command": 3,  # (vx, vy, yaw rate) the policy is asked to track
+    "joint_pos": 12,  # joint angles minus the default pose
+    "joint_vel": 12,  # joint velocities x joint_vel_scale
+    "last_action": 12,  # the policy's previous output
+    "base_lin_vel": 3,  # base linear velocity, base frame, x lin_vel_scale (privileged by default)
+}
+
+# The critic reads the actor's terms without noise, plus what a real robot cannot sense.
+PRIVILEGED_TERMS = ("base_lin_vel", "foot_contact", "base_height", "push_force", "friction")
+PRIVILEGED_SIZES = {"base_lin_vel": 3, "foot_contact": 2, "base_height": 1, "push_force": 3, "friction": 1}
+
+# Reward terms, each logged as `reward/<name>`; the AMP style reward is added by the trainer.
+REWARD_TERMS = (
+    "tracking_lin_vel",
+    "tracking_ang_vel",
+    "torque",
+    "action_rate",
+    "joint_limit",
+    "base_height",
+    "orientation",
+    "feet_air_time",
+    "foot_contact_force",
+    "joint_velocity",
+    "termination",
+)
+
+DEFAULT_REWARD_SCALES = (
+    ("tracking_lin_vel", 1.5),
+    ("tracking_ang_vel", 0.75),
+    ("torque", -1e-4),
+    ("action_rate", -0.01),
+    ("joint_limit", -2.0),
+    ("base_height", -20.0),
+    ("orientation", -2.0),
+    ("feet_air_time", 1.0),
+    ("foot_contact_force", -0.01),
+    ("joint_velocity", -1e-4),
+    ("termination", -50.0),
+)
+
+# Physics profiles of this robot: the MJCF's own integrator and solver settings are
+# already chosen for it, so `fast` only replaces implicit collisions by foot-floor pairs.
+PROFILES = {
+    "fast": robots.PhysicsProfile(contacts="pairs"),
+    "mjcf": robots.PhysicsProfile(contacts="all"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BipedWalkConfig:
+    """Every field can be overridden through `common.envs.make("biped_walk", ...)`."""
+
+    xml_path: str = robots.BIPED_XML
+    physics: str = "fast"
+    impl: str = "jax"
+    solver_iterations: int | None = None
+    ls_iterations: int | None = None
+    contact_geoms: tuple[str, ...] = ("left_foot", "right_foot")
+    foot_sites: tuple[str, ...] = ("left_foot_site", "right_foot_site")
+    floor_geom: str = "floor"
+    base_body: str = "base"
+    keyframe: str = "home"
+    # 200 Hz physics (the MJCF's 5 ms) under a 50 Hz policy.
+    frame_skip: int = 4
+    episode_length: int = 1000
+
+    # Joint target = default + action_scale x effort limit / stiffness x action.
+    action_scale: float = 0.3
+    obs_terms: tuple[str, ...] = (
+        "base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel", "last_action",
+    )
+    ang_vel_scale: float = 0.25
+    joint_vel_scale: float = 0.05
+    lin_vel_scale: float = 2.0
+
+    # Command ranges at curriculum level 0 and at level 1; level l draws from the
+    # ranges interpolated linearly between them.
+    command_vx_start: tuple[float, float] = (0.0, 0.3)
+    command_vx: tuple[float, float] = (-0.3, 0.8)
+    command_vy_start: tuple[float, float] = (0.0, 0.0)
+    command_vy: tuple[float, float] = (-0.3, 0.3)
+    command_yaw_start: tuple[float, float] = (0.0, 0.0)
+    command_yaw: tuple[float, float] = (-0.8, 0.8)
+    # Policy steps between command draws.
+    command_resample_steps: tuple[int, int] = (150, 350)
+    # Fraction of draws that ask the robot to stand still.
+    command_zero_prob: float = 0.1
+    # Planar commands below this norm count as "stand still" (no air-time reward).
+    command_deadband: float = 0.05
+    # A fixed (vx, vy, yaw) command for every episode (evaluation), or None to draw.
+    fixed_command: tuple[float, float, float] | None = None
+
+    reward_scales: tuple[tuple[str, float], ...] = DEFAULT_REWARD_SCALES
+    tracking_sigma: float = 0.25
+    base_height_target: float = 0.46
+    soft_joint_limit: float = 0.9
+    feet_air_time_target: float = 0.25
+    max_contact_force: float = 120.0
+
+    # Termination (after `grace_steps` policy steps from a reset).
+    min_base_height: float = 0.3
+    # The episode ends when the base z axis tilts further than this from vertical (rad).
+    max_tilt: float = 1.0
+    grace_steps: int = 10
+    max_qvel: float = 100.0
+
+    # Reset: joint angles drawn within +-reset_joint_noise of the default pose; random yaw.
+    reset_joint_noise: float = 0.05
+    reset_random_yaw: bool = True
+
+    # Domain randomisation, drawn per episode; `randomize=False` gives nominal physics,
+    # no latency, no pushes and no observation noise (evaluation).
+    randomize: bool = True
+    friction_range: tuple[float, float] = (0.4, 1.2)
+    mass_scale_range: tuple[float, float] = (0.9, 1.1)
+    damping_scale_range: tuple[float, float] = (0.7, 1.3)
+    latency_steps: tuple[int, int] = (0, 3)
+    push_force_range: tuple[float, float] = (5.0, 50.0)
+    push_interval_steps: tuple[int, int] = (150, 400)
+    push_duration_steps: int = 5
+    # Observation noise: uniform +-level x obs_noise_scale, in the term's own units
+    # (before its scale factor).
+    obs_noise_scale: float = 1.0
+    noise_ang_vel: float = 0.2
+    noise_gravity: float = 0.05
+    noise_joint_pos: float = 0.01
+    noise_joint_vel: float = 1.5
+
+    def load_mj_model(self) -> mujoco.MjModel:
+        """The MuJoCo C model this config simulates (profile and overrides applied)."""
+        return robots.load_model(
+            self.xml_path,
+            self.physics,
+            contact_geoms=self.contact_geoms,
+            floor_geom=self.floor_geom,
+            solver_iterations=self.solver_iterations,
+            ls_iterations=self.ls_iterations,
+            profiles=PROFILES,
+        )
+
+    @property
+    def observation_size(self) -> int:
+        return sum(OBS_TERM_SIZES[t] for t in self.obs_terms)
+
+    @property
+    def critic_observation_size(self) -> int:
+        noiseless = sum(OBS_TERM_SIZES[t] for t in self.obs_terms)
+        extra = [t for t in PRIVILEGED_TERMS if t not in self.obs_terms]
+        return noiseless + sum(PRIVILEGED_SIZES[t] for t in extra)
+
+
+def _pair(value, name: str, *, ints: bool = False, lo: float | None = None) -> None:
+    ok = isinstance(value, tuple) and len(value) == 2 and value[0] <= value[1]
+    if ok and ints:
+        ok = all(isinstance(v, int) for v in value)
+    if ok and lo is not None:
+        ok = value[0] >= lo
+    if not ok:
+        kind = "integers" if ints else "numbers"
+        bound = f", both >= {lo}" if lo is not None else ""
+        raise ValueError(f"{name}: must be a (low, high) pair of {kind} with low <= high{bound}, got {value!r}")
+
+
+def validate(c: BipedWalkConfig) -> None:
+    """Raises ValueError naming the first field that breaks a rule (before any compile)."""
+    unknown = [t for t in c.obs_terms if t not in OBS_TERM_SIZES]
+    if unknown or len(set(c.obs_terms)) != len(c.obs_terms) or not c.obs_terms:
+        raise ValueError(f"obs_terms: must be distinct names from {sorted(OBS_TERM_SIZES)}, got {c.obs_terms!r}")
+    names = [n for n, _ in c.reward_scales]
+    bad = sorted(set(names) - set(REWARD_TERMS))
+    if bad or len(set(names)) != len(names):
+        raise ValueError(f"reward_scales: unknown or repeated terms {bad or names}; known: {REWARD_TERMS}")
+    for name in ("command_vx_start", "command_vx", "command_vy_start", "command_vy",
+                 "command_yaw_start", "command_yaw", "friction_range"):
+        _pair(getattr(c, name), name)
+    _pair(c.mass_scale_range, "mass_scale_range", lo=0.01)
+    _pair(c.damping_scale_range, "damping_scale_range", lo=0.0)
+    _pair(c.friction_range, "friction_range", lo=0.0)
+    _pair(c.push_force_range, "push_force_range", lo=0.0)
+    _pair(c.latency_steps, "latency_steps", ints=True, lo=0)
+    _pair(c.command_resample_steps, "command_resample_steps", ints=True, lo=1)
+    _pair(c.push_interval_steps, "push_interval_steps", ints=True, lo=1)
+    if c.fixed_command is not None and len(c.fixed_command) != 3:
+        raise ValueError(f"fixed_command: must be (vx, vy, yaw rate) or None, got {c.fixed_command!r}")
+    for name in ("frame_skip", "episode_length"):
+        if not isinstance(getattr(c, name), int) or getattr(c, name) < 1:
+            raise ValueError(f"{name}: must be a positive integer, got {getattr(c, name)!r}")
+    for name in ("grace_steps", "push_duration_steps"):
+        if not isinstance(getattr(c, name), int) or getattr(c, name) < 0:
+            raise ValueError(f"{name}: must be an integer >= 0, got {getattr(c, name)!r}")
+    for name in ("action_scale", "tracking_sigma", "max_tilt", "max_qvel", "max_contact_force"):
+        if not getattr(c, name) > 0:
+            raise ValueError(f"{name}: must be > 0, got {getattr(c, name)!r}")
+    if not 0.0 <= c.command_zero_prob <= 1.0:
+        raise ValueError(f"command_zero_prob: must be in [0, 1], got {c.command_zero_prob!r}")
+    if not 0.0 < c.soft_joint_limit <= 1.0:
+        raise ValueError(f"soft_joint_limit: must be in (0, 1], got {c.soft_joint_limit!r}")

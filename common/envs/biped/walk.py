@@ -1,0 +1,340 @@
+"""Velocity-tracking walk of the 12-DOF biped (`"biped_walk"`), the PPO+AMP task.
+
+The policy acts at 50 Hz over the 200 Hz physics (the action is held for
+`frame_skip` substeps): joint target = default pose + `action_scale` x effort limit /
+stiffness x action, clipped to the actuator range. The observation is the terms
+`config.obs_terms` in that order (default 45 values: base angular velocity x 0.25,
+projected gravity, command, joint positions relative to default, joint velocities
+x 0.05, previous action), with per-episode noise; `info["critic_obs"]` holds the same
+terms without noise followed by privileged terms (true base velocity, foot contacts,
+base height, push force, friction) for an asymmetric critic.
+
+Commands (vx, vy, yaw rate in the base frame) are redrawn every few seconds from ranges
+that widen with `info["command_level"]` in [0, 1] (the trainer's curriculum). The
+episode ends on a fall (base too low or too tilted, checked after a grace period), on a
+physics divergence (that step earns nothing), or at `episode_length` (a time-out, which
+`info["truncated"]` tells apart from a fall in `info["terminated"]`).
+
+`reset` does not run forward kinematics: the observation needs only qpos and qvel, and
+the first step computes everything else. That keeps auto-resets cheap in training.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from mujoco import mjx
+
+from common import physics
+from common.envs.base import Env, State
+from common.envs.biped import randomize, rewards
+from common.envs.biped.config import PRIVILEGED_TERMS, BipedWalkConfig
+
+GRAVITY_DIR = np.array([0.0, 0.0, -1.0], np.float32)
+
+
+def quat_to_mat(q: Float[Array, "4"]) -> Float[Array, "3 3"]:
+    """Rotation matrix (body -> world) of a unit (w, x, y, z) quaternion."""
+    w, x, y, z = q[0], q[1], q[2], q[3]
+    return jnp.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+class Statics(eqx.Module):
+    """Constants read from the MJCF once (arrays, so the env stays a pytree)."""
+
+    default_qpos: Float[Array, " nq"]
+    default_ctrl: Float[Array, " nu"]
+    action_scale: Float[Array, " nu"]
+    ctrl_low: Float[Array, " nu"]
+    ctrl_high: Float[Array, " nu"]
+    joint_low: Float[Array, " nu"]
+    joint_high: Float[Array, " nu"]
+
+
+class BipedWalk(Env):
+    """The `"biped_walk"` task. Build it with `common.envs.make("biped_walk", ...)`."""
+
+    model: mjx.Model
+    statics: Statics
+    config: BipedWalkConfig = eqx.field(static=True)
+    base_body: int = eqx.field(static=True)
+    foot_geoms: tuple[int, ...] = eqx.field(static=True)
+    # efc rows of each contact slot holding its normal force (see `_foot_forces`).
+    contact_rows: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    nominal_friction: float = eqx.field(static=True)
+
+    @property
+    def observation_size(self) -> int:
+        return self.config.observation_size
+
+    @property
+    def critic_observation_size(self) -> int:
+        return self.config.critic_observation_size
+
+    @property
+    def action_size(self) -> int:
+        return self.model.nu
+
+    @property
+    def dt(self) -> float:
+        return float(self.model.opt.timestep) * self.config.frame_skip
+
+    # -- commands -------------------------------------------------------------------
+
+    def draw_command(self, key: PRNGKeyArray, level: Float[Array, ""]) -> Float[Array, "3"]:
+        """A command from the ranges at curriculum `level`; zero with `command_zero_prob`."""
+        c = self.config
+        if c.fixed_command is not None:
+            return jnp.asarray(c.fixed_command, jnp.float32)
+        k_v, k_zero = jax.random.split(key)
+        lerp = lambda a, b: (1.0 - level) * jnp.asarray(a) + level * jnp.asarray(b)
+        low = jnp.stack([lerp(c.command_vx_start[0], c.command_vx[0]), lerp(c.command_vy_start[0], c.command_vy[0]),
+                         lerp(c.command_yaw_start[0], c.command_yaw[0])])
+        high = jnp.stack([lerp(c.command_vx_start[1], c.command_vx[1]), lerp(c.command_vy_start[1], c.command_vy[1]),
+                          lerp(c.command_yaw_start[1], c.command_yaw[1])])
+        command = jax.random.uniform(k_v, (3,), minval=low, maxval=high)
+        return jnp.where(jax.random.uniform(k_zero) < c.command_zero_prob, 0.0, command)
+
+    def _command_timer(self, key: PRNGKeyArray) -> Array:
+        lo, hi = self.config.command_resample_steps
+        return jax.random.randint(key, (), lo, hi + 1)
+
+    # -- observation ----------------------------------------------------------------
+
+    def _terms(self, qpos, qvel, command, last_action) -> dict[str, Array]:
+        c = self.config
+        rot = quat_to_mat(qpos[3:7])
+        return {
+            "base_ang_vel": qvel[3:6] * c.ang_vel_scale,  # MuJoCo's free joint: already in the base frame
+            "projected_gravity": rot.T @ GRAVITY_DIR,
+            "command": command,
+            "joint_pos": qpos[7:] - self.statics.default_qpos[7:],
+            "joint_vel": qvel[6:] * c.joint_vel_scale,
+            "last_action": last_action,
+            "base_lin_vel": (rot.T @ qvel[:3]) * c.lin_vel_scale,
+        }
+
+    def _observe(self, key, qpos, qvel, info) -> tuple[Float[Array, " obs"], Float[Array, " critic"]]:
+        c = self.config
+        terms = self._terms(qpos, qvel, info["command"], info["last_action"])
+        levels = randomize.obs_noise_levels(c)
+        keys = jax.random.split(key, len(c.obs_terms))
+        noisy = [
+            terms[t] + (jax.random.uniform(k, terms[t].shape, minval=-1.0, maxval=1.0) * levels[t] if t in levels else 0.0)
+            for k, t in zip(keys, c.obs_terms)
+        ]
+        privileged = {
+            "base_lin_vel": terms["base_lin_vel"],
+            "foot_contact": info["foot_contact"].astype(jnp.float32),
+            "base_height": qpos[2:3],
+            "push_force": info["push"].force / 50.0,
+            "friction": info["randomization"].friction[None],
+        }
+        critic = [terms[t] for t in c.obs_terms] + [privileged[t] for t in PRIVILEGED_TERMS if t not in c.obs_terms]
+        return jnp.concatenate(noisy), jnp.concatenate(critic)
+
+    # -- reset and step -------------------------------------------------------------
+
+    def reset(self, key: PRNGKeyArray, command_level: float | Float[Array, ""] = 1.0) -> State:
+        c = self.config
+        k_joint, k_yaw, k_rand, k_cmd, k_timer, k_push, k_obs, k_rng = jax.random.split(key, 8)
+        qpos = self.statics.default_qpos
+        noise = jax.random.uniform(k_joint, (self.model.nu,), minval=-1.0, maxval=1.0) * c.reset_joint_noise
+        joints = jnp.clip(qpos[7:] + noise, self.statics.joint_low, self.statics.joint_high)
+        yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi) if c.reset_random_yaw else 0.0
+        quat = jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
+        qpos = jnp.concatenate([qpos[:3], quat, joints])
+        qvel = jnp.zeros((self.model.nv,))
+        data = physics.make_data(self.model, c.impl).replace(qpos=qpos, qvel=qvel, ctrl=self.statics.default_ctrl)
+        level = jnp.asarray(command_level, jnp.float32)
+        slots = c.latency_steps[1] + 1
+        info = {
+            "rng": k_rng,
+            "steps": jnp.zeros((), jnp.int32),
+            "command": self.draw_command(k_cmd, level),
+            "command_level": level,
+            "command_timer": self._command_timer(k_timer),
+            "last_action": jnp.zeros((self.model.nu,)),
+            "action_buffer": jnp.zeros((slots, self.model.nu)),
+            "randomization": randomize.draw(k_rand, c, self.model.nbody, self.model.nv, self.nominal_friction),
+            "push": randomize.push_init(k_push, c),
+            "feet_air_time": jnp.zeros((2,)),
+            "last_contact": jnp.zeros((2,), bool),
+            "foot_contact": jnp.zeros((2,), bool),
+            "terminated": jnp.zeros((), bool),
+            "truncated": jnp.zeros((), bool),
+        }
+        obs, critic_obs = self._observe(k_obs, qpos, qvel, info)
+        info["critic_obs"] = critic_obs
+        return State(data=data, obs=obs, reward=jnp.zeros(()), done=jnp.zeros((), bool),
+                     metrics=self._zero_metrics(), info=info)
+
+    def _zero_metrics(self) -> dict[str, Array]:
+        names = [f"reward/{n}" for n, _ in self.config.reward_scales]
+        names += ["tracking_error", "forward_velocity", "diverged", "pushed"]
+        return {n: jnp.zeros(()) for n in names}
+
+    def _foot_forces(self, data: mjx.Data) -> Float[Array, "2"]:
+        """Normal contact force on each foot (N), summed over the foot's contact points."""
+        impl = data._impl  # pylint: disable=protected-access
+        normals = jnp.stack([sum(impl.efc_force[r] for r in rows) for rows in self.contact_rows])
+        geoms = impl.contact.geom
+        return jnp.stack([
+            jnp.sum(jnp.where((geoms[:, 0] == g) | (geoms[:, 1] == g), normals, 0.0)) for g in self.foot_geoms
+        ])
+
+    def step(self, state: State, action: Float[Array, " act"]) -> State:
+        c = self.config
+        info = state.info
+        rng, k_push, k_cmd, k_timer, k_obs = jax.random.split(info["rng"], 5)
+        r = info["randomization"]
+
+        buffer, delayed = randomize.delay(info["action_buffer"], action, r.latency)
+        target = self.statics.default_ctrl + self.statics.action_scale * delayed
+        ctrl = jnp.clip(target, self.statics.ctrl_low, self.statics.ctrl_high)
+        push = randomize.push_advance(k_push, c, info["push"])
+        force = jnp.where(push.remaining > 0, push.force, 0.0)
+        data = state.data.replace(xfrc_applied=state.data.xfrc_applied.at[self.base_body, :3].set(force))
+        model = randomize.apply(self.model, r) if c.randomize else self.model
+        data, ok = physics.guarded_step(physics.make_step_fn(c.frame_skip), model, data, ctrl, c.max_qvel)
+
+        qpos, qvel = data.qpos, data.qvel
+        rot = quat_to_mat(qpos[3:7])
+        base_lin_vel = rot.T @ qvel[:3]
+        gravity = rot.T @ GRAVITY_DIR
+        forces = self._foot_forces(data)
+        contact = forces > 1.0
+        # A touch-down is the first step in contact after time in the air; the previous
+        # step's contact also counts, which filters one-step bounces.
+        settled = contact | info["last_contact"]
+        air_time = info["feet_air_time"] + self.dt
+        first_contact = (info["feet_air_time"] > 0.0) & settled
+        air_time_next = jnp.where(settled, 0.0, air_time)
+
+        steps = info["steps"] + 1
+        fallen = (qpos[2] < c.min_base_height) | (gravity[2] > -jnp.cos(c.max_tilt))
+        terminated = ((steps > c.grace_steps) & fallen) | ~ok
+        truncated = (steps >= c.episode_length) & ~terminated
+
+        q = rewards.StepQuantities(
+            command=info["command"], base_lin_vel=base_lin_vel, base_ang_vel=qvel[3:6],
+            projected_gravity=gravity, base_height=qpos[2], joint_pos=qpos[7:], joint_vel=qvel[6:],
+            joint_lower=self.statics.joint_low, joint_upper=self.statics.joint_high,
+            torque=data.actuator_force, action=action, last_action=info["last_action"],
+            contact_force=forces, first_contact=first_contact, air_time=air_time, terminated=terminated,
+        )
+        terms = {
+            "tracking_lin_vel": lambda: rewards.tracking_lin_vel(q, c.tracking_sigma),
+            "tracking_ang_vel": lambda: rewards.tracking_ang_vel(q, c.tracking_sigma),
+            "torque": lambda: rewards.torque(q),
+            "action_rate": lambda: rewards.action_rate(q),
+            "joint_limit": lambda: rewards.joint_limit(q, c.soft_joint_limit),
+            "base_height": lambda: rewards.base_height(q, c.base_height_target),
+            "orientation": lambda: rewards.orientation(q),
+            "feet_air_time": lambda: rewards.feet_air_time(q, c.feet_air_time_target, c.command_deadband),
+            "foot_contact_force": lambda: rewards.foot_contact_force(q, c.max_contact_force),
+            "joint_velocity": lambda: rewards.joint_velocity(q),
+            "termination": lambda: rewards.termination(q),
+        }
+        weighted = {name: jnp.where(ok, w * self.dt * terms[name](), 0.0) for name, w in c.reward_scales}
+        reward = sum(weighted.values(), jnp.zeros(()))
+
+        timer = info["command_timer"] - 1
+        redraw = timer <= 0
+        command = jnp.where(redraw, self.draw_command(k_cmd, info["command_level"]), info["command"])
+        timer = jnp.where(redraw, self._command_timer(k_timer), timer)
+
+        new_info = dict(info)
+        new_info.update(
+            rng=rng, steps=steps, command=command, command_timer=timer, last_action=action,
+            action_buffer=buffer, push=push, feet_air_time=air_time_next, last_contact=contact,
+            foot_contact=contact, terminated=terminated, truncated=truncated,
+        )
+        obs, critic_obs = self._observe(k_obs, qpos, qvel, new_info)
+        new_info["critic_obs"] = critic_obs
+        metrics = {f"reward/{k}": v for k, v in weighted.items()}
+        metrics.update(
+            tracking_error=jnp.linalg.norm(info["command"][:2] - base_lin_vel[:2]),
+            forward_velocity=base_lin_vel[0],
+            diverged=(~ok).astype(jnp.float32),
+            pushed=(push.remaining > 0).astype(jnp.float32),
+        )
+        return State(data=data, obs=obs, reward=reward, done=terminated | truncated, metrics=metrics, info=new_info)
+
+
+def make(config: BipedWalkConfig) -> BipedWalk:
+    """Builds the env: loads the MJCF under the profile and reads its constants."""
+    from common import robots  # pylint: disable=import-outside-toplevel
+
+    from common.envs.biped.config import validate  # pylint: disable=import-outside-toplevel
+
+    try:
+        validate(config)
+    except ValueError as e:
+        raise robots.ModelError(f"biped_walk: {e}") from None
+    m = config.load_mj_model()
+    _check_model(m, config)
+    key_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, config.keyframe)
+    default_qpos = np.array(m.key_qpos[key_id], np.float32)
+    default_ctrl = np.array(m.key_ctrl[key_id], np.float32)
+    kp = m.actuator_gainprm[:, 0]
+    effort = np.abs(m.actuator_forcerange).max(axis=1)
+    joint_ids = m.actuator_trnid[:, 0]
+    statics = Statics(
+        default_qpos=jnp.asarray(default_qpos),
+        default_ctrl=jnp.asarray(default_ctrl),
+        action_scale=jnp.asarray(config.action_scale * effort / kp, jnp.float32),
+        ctrl_low=jnp.asarray(m.actuator_ctrlrange[:, 0], jnp.float32),
+        ctrl_high=jnp.asarray(m.actuator_ctrlrange[:, 1], jnp.float32),
+        joint_low=jnp.asarray(m.jnt_range[joint_ids, 0], jnp.float32),
+        joint_high=jnp.asarray(m.jnt_range[joint_ids, 1], jnp.float32),
+    )
+    model = physics.put_model(m, config.impl)
+    data = physics.make_data(model, config.impl)
+    efc_address = np.asarray(data._impl.contact.efc_address)  # pylint: disable=protected-access
+    dims = np.asarray(data._impl.contact.dim)  # pylint: disable=protected-access
+    # A pyramidal cone's normal force is the sum of its 2(dim - 1) edge forces; an
+    # elliptic cone's is its first row.
+    pyramidal = m.opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL
+    rows = tuple(
+        tuple(int(a) + j for j in range(2 * (int(d) - 1) if pyramidal else 1)) for a, d in zip(efc_address, dims)
+    )
+    foot_geoms = tuple(mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in config.contact_geoms)
+    floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, config.floor_geom)
+    return BipedWalk(
+        model=model,
+        statics=statics,
+        config=config,
+        base_body=mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, config.base_body),
+        foot_geoms=foot_geoms,
+        contact_rows=rows,
+        nominal_friction=float(m.geom_friction[floor, 0]),
+    )
+
+
+def _check_model(m: mujoco.MjModel, config: BipedWalkConfig) -> None:
+    from common import robots  # pylint: disable=import-outside-toplevel
+
+    where = f"xml_path: {config.xml_path!r}"
+    if m.nq < 7 or m.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
+        raise robots.ModelError(f"{where} must have a free root joint first")
+    if m.nu != 12 or m.nq != 19:
+        raise robots.ModelError(f"{where} must have 12 hinge joints and 12 actuators (nq={m.nq}, nu={m.nu})")
+    if np.any(m.actuator_gainprm[:, 0] <= 0) or not np.all(m.actuator_forcelimited):
+        raise robots.ModelError(f"{where}: every actuator must be a position servo with a force limit")
+    for kind, names in ((mujoco.mjtObj.mjOBJ_GEOM, (*config.contact_geoms, config.floor_geom)),
+                        (mujoco.mjtObj.mjOBJ_BODY, (config.base_body,)),
+                        (mujoco.mjtObj.mjOBJ_KEY, (config.keyframe,))):
+        for name in names:
+            if mujoco.mj_name2id(m, kind, name) < 0:
+                raise robots.ModelError(f"{where} has no {kind.name[6:].lower()} named {name!r}")
+    if len(config.contact_geoms) != 2:
+        raise robots.ModelError(f"contact_geoms: the biped needs two feet (left, right), got {config.contact_geoms!r}")

@@ -1,0 +1,25 @@
+"""Train the biped to walk with PPO + AMP: `python -m experiments.ppo_amp --config=configs/ppo_amp.py`.
+
+Any config field can be overridden (`--config.num_envs=1024 --config.amp.enabled=False`);
+the same command with the same `--config.run_name` resumes that run.
+"""
+
+from collections.abc import Sequence
+
+from absl import app
+from ml_collections import config_flags
+
+from common import launch
+from ppo_amp import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo_amp.py", "PPO+AMP config file.", lock_config=True)
+
+
+@launch.user_errors_exit
+def main(argv: Sequence[str]) -> None:
+    del argv
+    train.run(_CONFIG.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,131 @@
+"""PPO+AMP config rules, checked before anything compiles, and the env overrides it implies."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import ml_collections
+
+from common import envs, physics
+from common.config import ConfigError, positive_int, require
+from common.envs.biped.config import REWARD_TERMS, validate as validate_env
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+LOSSES = ("least_squares", "logistic")
+
+
+def _number(config: ml_collections.ConfigDict, field: str, prefix: str, lo: float | None = None,
+            strict: bool = False) -> None:
+    v = config[field]
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+    if ok and lo is not None:
+        ok = v > lo if strict else v >= lo
+    rule = "must be a number" + ("" if lo is None else f" {'>' if strict else '>='} {lo}")
+    require(ok, prefix + field, rule, v)
+
+
+def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
+    """Raises `ConfigError` naming the first field that breaks a rule."""
+    require(config.env == "biped_walk", "env", "PPO+AMP trains the 'biped_walk' task", config.env)
+    positive_int(config, "num_envs", "rollout_length", "num_iterations", "horizon", "eval_every", "eval_episodes",
+                 "checkpoint_every", "checkpoints_to_keep")
+    require(config.num_envs % n_devices == 0, "num_envs", f"must be divisible by the number of devices ({n_devices})",
+            config.num_envs)
+    require(config.eval_episodes % n_devices == 0, "eval_episodes",
+            f"must be divisible by the number of devices ({n_devices})", config.eval_episodes)
+    require(isinstance(config.seed, int), "seed", "must be an integer", config.seed)
+    require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
+            "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)
+    try:
+        physics.check_impl(config.impl)
+    except physics.ImplError as e:
+        raise ConfigError(f"config.{e}") from None
+    for field in ("solver_iterations", "ls_iterations"):
+        v = config[field]
+        require(v is None or (isinstance(v, int) and v > 0), field,
+                "must be a positive integer or None (keep the MJCF's value)", v)
+    if config.xml_path is not None:
+        require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
+    require(bool(config.results_dir), "results_dir", "must be a directory path", config.results_dir)
+    require(config.run_name is None or bool(_RUN_NAME.match(config.run_name)), "run_name",
+            "must be letters, digits, '.', '_' or '-' (no path separators)", config.run_name)
+    _number(config, "eval_seconds", "", 0.0, strict=True)
+    require(len(tuple(config.eval_command)) == 3, "eval_command", "must be (vx, vy, yaw rate)", config.eval_command)
+    unknown = sorted(set(config.rewards.keys()) - set(REWARD_TERMS))
+    require(not unknown, "rewards", f"unknown terms {unknown}; known: {list(REWARD_TERMS)}")
+    for name in config.rewards.keys():
+        _number(config.rewards, name, "rewards.")
+    _validate_ppo(config.ppo, config.num_envs * config.rollout_length)
+    _validate_amp(config.amp, config.num_envs * config.rollout_length)
+    c = config.curriculum
+    require(isinstance(c.enabled, bool), "curriculum.enabled", "must be a bool", c.enabled)
+    require(0.0 <= c.initial_level <= 1.0, "curriculum.initial_level", "must be in [0, 1]", c.initial_level)
+    require(0.0 < c.threshold <= 1.0, "curriculum.threshold", "must be in (0, 1]", c.threshold)
+    require(0.0 <= c.step <= 1.0, "curriculum.step", "must be in [0, 1]", c.step)
+    try:
+        validate_env(envs.config_for("biped_walk", **env_overrides(config)))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config (task/randomize): {e}") from None
+
+
+def _validate_ppo(p: ml_collections.ConfigDict, batch: int) -> None:
+    require(len(p.hidden) > 0 and all(isinstance(h, int) and h > 0 for h in p.hidden), "ppo.hidden",
+            "must be a non-empty list of positive layer widths", p.hidden)
+    for f in ("learning_rate", "clip_eps", "value_coef", "obs_clip"):
+        _number(p, f, "ppo.", 0.0, strict=True)
+    for f in ("entropy_coef", "entropy_coef_final", "value_clip_eps", "max_grad_norm"):
+        _number(p, f, "ppo.", 0.0)
+    _number(p, "init_log_std", "ppo.")
+    require(0.0 <= p.lr_final_fraction <= 1.0, "ppo.lr_final_fraction", "must be in [0, 1]", p.lr_final_fraction)
+    require(0.0 < p.gamma <= 1.0, "ppo.gamma", "must be in (0, 1]", p.gamma)
+    require(0.0 <= p.lam <= 1.0, "ppo.lam", "must be in [0, 1]", p.lam)
+    positive_int(p, "epochs", "minibatches", "entropy_decay_iterations")
+    require(batch % p.minibatches == 0, "ppo.minibatches",
+            f"must divide the batch num_envs x rollout_length = {batch}", p.minibatches)
+
+
+def _validate_amp(a: ml_collections.ConfigDict, batch: int) -> None:
+    require(isinstance(a.enabled, bool), "amp.enabled", "must be a bool", a.enabled)
+    require(a.loss in LOSSES, "amp.loss", f"must be one of {LOSSES}", a.loss)
+    require(isinstance(a.window, int) and a.window >= 2, "amp.window", "must be an integer >= 2 (frames)", a.window)
+    require(len(a.hidden) > 0 and all(isinstance(h, int) and h > 0 for h in a.hidden), "amp.hidden",
+            "must be a non-empty list of positive layer widths", a.hidden)
+    for f in ("gp_weight", "weight_decay", "task_weight", "style_weight"):
+        _number(a, f, "amp.", 0.0)
+    _number(a, "learning_rate", "amp.", 0.0, strict=True)
+    positive_int(a, "batch_size", "steps_per_iteration", "replay_capacity")
+    require(0.0 <= a.replay_fraction <= 1.0, "amp.replay_fraction", "must be in [0, 1]", a.replay_fraction)
+    require(a.replay_capacity >= batch, "amp.replay_capacity",
+            f"must hold at least one iteration's samples (num_envs x rollout_length = {batch})", a.replay_capacity)
+    for path in a.motion_files:
+        require(os.path.exists(path), "amp.motion_files", "no such file or directory", path)
+    require(len(a.generator_speeds) > 0 or len(a.motion_files) > 0, "amp.generator_speeds",
+            "must name at least one speed when amp.motion_files is empty", a.generator_speeds)
+
+
+def env_overrides(config: ml_collections.ConfigDict) -> dict[str, object]:
+    """The config fields that build the env, as `common.envs.make("biped_walk")` overrides."""
+    r = config.randomize
+    out: dict[str, object] = {
+        "physics": config.physics,
+        "impl": config.impl,
+        "solver_iterations": config.solver_iterations,
+        "ls_iterations": config.ls_iterations,
+        "episode_length": config.horizon,
+        "reward_scales": tuple((k, float(v)) for k, v in sorted(config.rewards.items())),
+        "randomize": r.enabled,
+        "friction_range": tuple(r.friction_range),
+        "mass_scale_range": tuple(r.mass_scale_range),
+        "damping_scale_range": tuple(r.damping_scale_range),
+        "latency_steps": tuple(r.latency_steps),
+        "push_force_range": tuple(r.push_force_range),
+        "push_interval_steps": tuple(r.push_interval_steps),
+        "push_duration_steps": r.push_duration_steps,
+        "obs_noise_scale": r.obs_noise_scale,
+    }
+    if config.xml_path is not None:
+        out["xml_path"] = config.xml_path
+    for k, v in config.task.items():
+        out[k] = tuple(v) if isinstance(v, (list, tuple)) else v
+    return out
