@@ -14,5 +14,9 @@ REPO_ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 cd "$REPO_ROOT"
 source scripts/env.sh
 
-# Five ES iterations of 32 pairs; results under test_results/es/<run_name>/.
+set -e
+# Five ES iterations of 32 pairs; results under test_results/es/<run_name>/. Arguments
+# are ES config overrides.
 python -m experiments.es --config=configs/es_test.py "$@"
+# Three PPO+AMP iterations of 16 envs; results under test_results/ppo_amp/ppo_amp_test/.
+python -m experiments.ppo_amp --config=configs/ppo_amp_test.py

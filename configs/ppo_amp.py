@@ -37,8 +37,11 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Task settings passed to the env (names as in common/envs/biped/config.py).
     c.task = ml_collections.ConfigDict()
-    # Joint target = default + action_scale x effort / stiffness x action.
-    c.task.action_scale = 0.3
+    # Joint target = default + action_scale x effort / stiffness x action. The actor's
+    # actions are tanh-squashed to [-1, 1], so this bounds every target: at 0.3 the knee
+    # reaches 0.21 rad past its default, while the bundled walking clips need 0.64 (hip
+    # pitch 0.34 of 0.19, ankle 0.23 of 0.18). At 1.0 a full action is the effort limit.
+    c.task.action_scale = 1.0
     c.task.command_vx = (-0.3, 0.8)
     c.task.command_vy = (-0.3, 0.3)
     c.task.command_yaw = (-0.8, 0.8)
@@ -48,6 +51,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.task.command_zero_prob = 0.1
     c.task.base_height_target = 0.46
     c.task.grace_steps = 10
+    # The bundled walk swings a foot for ~0.2 s at 0.5 m/s (4.6 steps/s).
+    c.task.feet_air_time_target = 0.15
     # Reward weights per second of simulated time (reward/<name> in the metrics).
     c.rewards = ml_collections.ConfigDict(dict(DEFAULT_REWARD_SCALES))
 
@@ -75,7 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
     # PPO.
     c.ppo = ml_collections.ConfigDict()
     c.ppo.hidden = (512, 256, 128)
-    c.ppo.init_log_std = -0.7
+    c.ppo.init_log_std = -1.0
     c.ppo.learning_rate = 3e-4
     # Cosine decay to this fraction of the learning rate by the last iteration.
     c.ppo.lr_final_fraction = 0.1
@@ -107,8 +112,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.amp.hidden = (1024, 512, 256)
     c.amp.spectral_norm = False
     c.amp.loss = "least_squares"  # or "logistic"
-    c.amp.gp_weight = 5.0
-    c.amp.learning_rate = 1e-4
+    c.amp.gp_weight = 10.0
+    c.amp.learning_rate = 5e-5
     c.amp.weight_decay = 1e-4
     c.amp.batch_size = 4096
     c.amp.steps_per_iteration = 4

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from typing import Literal, Sequence
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -47,7 +49,7 @@ from ppo_amp.amp_features import (  # noqa: F401  (re-exported: one import for u
 LossType = Literal["least_squares", "logistic"]
 _INIT_POWER_ITERATIONS = 50
 # Logistic style reward is -log(max(1 - sigmoid(d), 1e-4)): bounded by -log(1e-4).
-_LOGISTIC_REWARD_CAP = float(-jnp.log(1e-4))
+_LOGISTIC_REWARD_CAP = -math.log(1e-4)
 
 
 class Discriminator(eqx.Module):

@@ -113,19 +113,22 @@ class Trainer:
         """Constrains a pytree whose every array has the env axis first to be split over the mesh."""
         if self.mesh is None:
             return per_env_tree
-        spec = NamedSharding(self.mesh, P("devices"))
-        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec) if eqx.is_array(x) else x,
-                            per_env_tree)
+        spec = NamedSharding(self.mesh, P(self.mesh.axis_names[0]))
+        # Empty arrays (MJX fields this model does not use) stay replicated: XLA places
+        # them so whatever it is told, and `shardings` must agree with where they end up.
+        return jax.tree.map(
+            lambda x: jax.lax.with_sharding_constraint(x, spec) if eqx.is_array(x) and x.size else x, per_env_tree)
 
     def shardings(self, state: TrainState):
         """Where each array of `state` lives: per-env leaves split over the mesh, the rest replicated."""
         arrays = eqx.filter(state, eqx.is_array)
         replicated = NamedSharding(self.mesh, P())
-        per_env = NamedSharding(self.mesh, P("devices"))
+        per_env = NamedSharding(self.mesh, P(self.mesh.axis_names[0]))
         spec = jax.tree.map(lambda _: replicated, arrays)
         env_leaves = lambda s: (s.env_state, s.amp_history, s.episode_return, s.episode_length,
                                 s.reward_scaling.discounted_return)
-        return eqx.tree_at(env_leaves, spec, replace=jax.tree.map(lambda _: per_env, env_leaves(arrays)))
+        split = jax.tree.map(lambda x: per_env if x.size else replicated, env_leaves(arrays))
+        return eqx.tree_at(env_leaves, spec, replace=split)
 
     def place(self, state: TrainState) -> TrainState:
         """Puts a host-side state on the mesh (a no-op without one)."""

@@ -70,6 +70,8 @@ class BipedWalk(Env):
     # efc rows of each contact slot holding its normal force (see `_foot_forces`).
     contact_rows: tuple[tuple[int, ...], ...] = eqx.field(static=True)
     nominal_friction: float = eqx.field(static=True)
+    # Seconds per policy step (timestep x frame_skip), a Python float even under jit.
+    dt: float = eqx.field(static=True)
 
     @property
     def observation_size(self) -> int:
@@ -82,10 +84,6 @@ class BipedWalk(Env):
     @property
     def action_size(self) -> int:
         return self.model.nu
-
-    @property
-    def dt(self) -> float:
-        return float(self.model.opt.timestep) * self.config.frame_skip
 
     # -- commands -------------------------------------------------------------------
 
@@ -317,6 +315,7 @@ def make(config: BipedWalkConfig) -> BipedWalk:
         foot_geoms=foot_geoms,
         contact_rows=rows,
         nominal_friction=float(m.geom_friction[floor, 0]),
+        dt=float(m.opt.timestep) * config.frame_skip,
     )
 
 

@@ -1,0 +1,35 @@
+"""PPO+AMP on a 2-core CPU: the setting that is meant to teach the biped to walk in 60 minutes.
+
+    python -m experiments.ppo_amp --config=configs/ppo_amp_cpu.py
+
+One XLA device per core, a few hundred envs, smaller networks than the GPU config (the
+update is a large share of an iteration on a CPU), and commands centred on walking
+forward, which is what the evaluation asks for (0.5 m/s).
+"""
+
+from configs import ppo_amp
+
+
+def get_config():
+    c = ppo_amp.get_config()
+    c.cpu_devices = 2
+    c.num_envs = 256
+    c.rollout_length = 24
+    c.num_iterations = 2000
+    c.ppo.hidden = (256, 128, 64)
+    c.ppo.minibatches = 4
+    c.ppo.epochs = 4
+    c.ppo.entropy_decay_iterations = 1500
+    c.task.command_vx = (0.0, 0.8)
+    c.task.command_vy = (-0.1, 0.1)
+    c.task.command_yaw = (-0.3, 0.3)
+    c.task.command_vx_start = (0.3, 0.6)
+    c.amp.hidden = (256, 128)
+    c.amp.batch_size = 1024
+    c.amp.steps_per_iteration = 2
+    c.amp.replay_capacity = 50_000
+    c.eval_every = 50
+    c.eval_episodes = 8
+    c.checkpoint_every = 50
+    c.run_name = "cpu"
+    return c

@@ -1,0 +1,133 @@
+"""The PPO+AMP trainer: resumed = uninterrupted, sharded = single device, plain PPO, bad config."""
+
+import os
+
+import equinox as eqx
+import jax
+import numpy as np
+import pytest
+
+from common import checkpoint, launch
+from common.config import ConfigError
+from configs import ppo_amp_test
+from ppo_amp import config as ppo_config, train
+from ppo_amp.trainer import Trainer
+
+
+def _config(**overrides):
+    c = ppo_amp_test.get_config()
+    c.num_envs = 8
+    c.rollout_length = 4
+    for k, v in overrides.items():
+        node = c
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def single():
+    trainer = Trainer(_config())
+    return trainer, eqx.filter_jit(trainer.iteration)
+
+
+def _params(state):
+    return np.concatenate([np.ravel(x) for x in jax.tree.leaves(eqx.filter((state.actor, state.critic, state.disc),
+                                                                           eqx.is_array))])
+
+
+def test_iterations_are_finite_and_report_every_figure(single):
+    trainer, iterate = single
+    state = trainer.init(jax.random.PRNGKey(0))
+    for _ in range(2):
+        state, metrics = iterate(state)
+    metrics = jax.device_get(metrics)
+    for name in ("loss/policy", "loss/value", "loss/entropy", "approx_kl", "clip_fraction", "disc/loss",
+                 "disc_accuracy_reference", "disc_accuracy_policy", "style_reward", "style_reward_std",
+                 "reward/tracking_lin_vel", "reward/torque", "episode_return", "episode_length", "tracking_error"):
+        assert name in metrics and np.isfinite(metrics[name]), name
+    assert np.all(np.isfinite(_params(state)))
+    assert int(state.iteration) == 2 and int(state.replay.size) == 2 * 8 * 4
+
+
+def test_resumed_equals_uninterrupted(single, tmp_path):
+    trainer, iterate = single
+    state = trainer.init(jax.random.PRNGKey(1))
+    straight = iterate(iterate(state)[0])[0]
+
+    ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
+    ckpt.save(1, iterate(state)[0])
+    restored = ckpt.restore(trainer.init(jax.random.PRNGKey(1)))
+    ckpt.close()
+    resumed = iterate(restored)[0]
+    np.testing.assert_array_equal(_params(resumed), _params(straight))
+    np.testing.assert_array_equal(resumed.replay.data, straight.replay.data)
+    np.testing.assert_array_equal(resumed.obs_stats.mean, straight.obs_stats.mean)
+    np.testing.assert_array_equal(resumed.env_state.data.qpos, straight.env_state.data.qpos)
+
+
+def test_sharded_over_four_devices_equals_one_device(single):
+    assert jax.device_count() == 4, "conftest forces four host devices"
+    trainer, iterate = single
+    state = trainer.init(jax.random.PRNGKey(2))
+    one = iterate(state)[0]
+
+    sharded = Trainer(_config(), launch.make_mesh())
+    placed = sharded.place(sharded.init(jax.random.PRNGKey(2)))
+    compiled = sharded.iteration.lower(placed).compile()  # ahead of time, as train.run does
+    four, _ = compiled(placed)
+    assert len(four.env_state.data.qpos.sharding.device_set) == 4
+    np.testing.assert_allclose(np.asarray(four.env_state.data.qpos), np.asarray(one.env_state.data.qpos),
+                               atol=1e-5)
+    np.testing.assert_allclose(_params(four), _params(one), rtol=1e-4, atol=1e-6)
+    # The next iteration accepts the state the first one returned (same shardings).
+    compiled(four)
+
+
+def test_plain_ppo_without_amp():
+    trainer = Trainer(_config(**{"amp.enabled": False}))
+    state, metrics = eqx.filter_jit(trainer.iteration)(trainer.init(jax.random.PRNGKey(3)))
+    assert state.disc is None and "disc/loss" not in metrics and "style_reward" not in metrics
+    assert np.isfinite(float(metrics["loss/total"]))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_envs", 6, "num_envs: must be divisible by the number of devices"),
+    ("ppo.minibatches", 3, "ppo.minibatches: must divide the batch"),
+    ("amp.loss", "hinge", "amp.loss: must be one of"),
+    ("amp.motion_files", ("/no/such/clip.npz",), "amp.motion_files: no such file"),
+    ("amp.replay_capacity", 4, "amp.replay_capacity"),
+    ("rewards.tracking", 1.0, "rewards: unknown terms"),
+    ("randomize.latency_steps", (3, 1), "latency_steps"),
+    ("curriculum.threshold", 0.0, "curriculum.threshold"),
+])
+def test_bad_config_is_one_clear_error_before_any_results(tmp_path, field, value, message):
+    c = _config(**{"results_dir": str(tmp_path / "results")})
+    node = c
+    *path, last = field.split(".")
+    for p in path:
+        node = node[p]
+    node[last] = value
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        ppo_config.validate(c, n_devices=4)
+    with pytest.raises(ConfigError):
+        train.run(c)
+    assert not os.path.exists(tmp_path / "results")
+
+
+
+def test_importing_the_entry_points_starts_no_jax_backend():
+    """`cpu_devices` can only split the CPU before a backend starts: no import may start one."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # One process per entry point: each defines its own absl flags.
+    for module in ("experiments.es", "experiments.ppo_amp", "experiments.evaluate", "experiments.benchmark"):
+        code = (f"import jax._src.xla_bridge as xb\nimport {module}\n"
+                "assert not xb._backends, 'a JAX backend started at import time'\n")
+        out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True,
+                             env={**os.environ, "XLA_FLAGS": ""})
+        assert out.returncode == 0, (module, out.stderr[-2000:])
