@@ -13,8 +13,9 @@ from configs import ppo_amp
 def get_config():
     c = ppo_amp.get_config()
     c.cpu_devices = 2
-    c.num_envs = 256
-    c.rollout_length = 24
+    # 64 per device: 128 per device deadlocks XLA's CPU runtime (BENCHMARKS.md).
+    c.num_envs = 128
+    c.rollout_length = 32
     c.num_iterations = 2000
     c.ppo.hidden = (256, 128, 64)
     c.ppo.minibatches = 4

@@ -1,8 +1,16 @@
-"""Throughput of the humanoid's physics, measured in one process and printed as JSON lines.
+"""Throughput of the physics and of a whole training iteration, measured in one process
+and printed as JSON lines.
 
     python -m experiments.benchmark --config=configs/es.py [--config.candidate_chunk=256 ...]
+    python -m experiments.benchmark --config=configs/ppo_amp_cpu.py [--config.num_envs=64 ...]
 
-For each physics profile (`--profiles`, default fast and gym) at batch
+A PPO+AMP config (env `biped_walk`, or a `num_envs` field) is measured by
+`experiments/benchmark_ppo.py` (lines `mjx_physics`, `mjx_env_step`,
+`ppo_amp_iteration` on the biped; its docstring has the details), kept in
+`results_dir/benchmark/ppo_amp-<run_name>/`; `--ppo_rollouts` sets its baselines'
+horizon and the ES-only flags below are refused for it.
+
+For an ES config, for each physics profile (`--profiles`, default fast and gym) at batch
 `candidate_chunk` and `horizon` env steps (`--gym_horizon` caps the slow `gym` one),
 it measures:
   * `mjx_physics`: the bare MJX step (frame_skip substeps, zero action) vmapped over
@@ -31,15 +39,15 @@ import jax.numpy as jnp
 import mujoco
 import numpy as np
 from absl import app, flags, logging
-from jax.sharding import PartitionSpec as P
 from ml_collections import config_flags
 from mujoco import rollout as mj_rollout
 
 from common import compile_cache, config as config_lib, envs, launch, physics, results, robots
+from experiments import benchmark_ppo, timing
 from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "ES config file.", lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "ES or PPO+AMP config file.", lock_config=True)
 _PROFILES = flags.DEFINE_list("profiles", ["fast", "gym"], "Physics profiles to measure.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement; the best is kept.")
 _C_THREADS = flags.DEFINE_integer("c_threads", 0, "Threads for MuJoCo C's rollout; 0 = all cores.")
@@ -47,15 +55,6 @@ _ES = flags.DEFINE_bool("es", True, "Also time a whole ES iteration (config's pr
 _GYM_HORIZON = flags.DEFINE_integer(
     "gym_horizon", 20, "Horizon for the `gym` profile, which is ~100x slower; 0 uses the config's."
 )
-
-
-def _best_seconds(fn, *args, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _measure_profile(config, profile: str, cache_dir: str | None, repeats: int) -> list[dict]:
@@ -82,21 +81,13 @@ def _measure_profile(config, profile: str, cache_dir: str | None, repeats: int) 
             return jax.vmap(env.step)(s, jnp.zeros_like(s.data.ctrl)), None
         return jax.lax.scan(body, state, length=horizon)[0].obs
 
-    def on_mesh(fn):
-        # With several devices the baselines split the batch over them as the ES
-        # iteration splits its population, so the ratios compare like with like.
-        if mesh is None:
-            return fn
-        (axis,) = mesh.axis_names
-        return jax.shard_map(fn, mesh=mesh, in_specs=P(axis), out_specs=P(axis), check_vma=False)
-
     lines = []
     timings = {}
     for name, fn, arg in (("mjx_physics", physics_only, states.data), ("mjx_env_step", env_steps, states)):
         compiled, report = compile_cache.warm_up(
-            f"benchmark_{name}_{profile}", jax.jit(on_mesh(fn)), arg, cache_dir=cache_dir, shape=shape
+            f"benchmark_{name}_{profile}", jax.jit(timing.per_device(fn, mesh)), arg, cache_dir=cache_dir, shape=shape
         )
-        seconds = _best_seconds(compiled, arg, repeats=repeats)
+        seconds = timing.best_seconds(compiled, arg, repeats=repeats)
         timings[name] = batch * horizon / seconds
         lines.append({"name": name, **shape, "env_steps_per_s": timings[name],
                       "substeps_per_s": timings[name] * frame_skip,
@@ -140,7 +131,7 @@ def _measure_es(config, cache_dir: str | None, repeats: int, env_steps_per_s: fl
              "physics": config.physics, "impl": config.impl}
     compiled, report = compile_cache.warm_up("benchmark_es_iteration", trainer.iteration, state,
                                              cache_dir=cache_dir, shape=shape)
-    seconds = _best_seconds(compiled, state, repeats=repeats)
+    seconds = timing.best_seconds(compiled, state, repeats=repeats)
     rate = trainer.population * config.horizon / seconds
     return {"name": "es_iteration", **shape, "env_steps_per_s": rate, "iteration_seconds": seconds,
             "params": trainer.num_params, "compile_seconds": report.compile_seconds,
@@ -151,34 +142,48 @@ def _measure_es(config, cache_dir: str | None, repeats: int, env_steps_per_s: fl
 @launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
+    config = _CONFIG.value.copy_and_resolve_references()
+    if benchmark_ppo.is_ppo_amp(config):
+        if _REPEATS.value < 1:
+            raise config_lib.ConfigError(f"--repeats: must be a positive integer, got {_REPEATS.value}")
+        benchmark_ppo.prepare(config)
+        _record(config, "ppo_amp-", lambda cache_dir: benchmark_ppo.measure(config, cache_dir, _REPEATS.value))
+        return
     # Every measurement runs whole horizons: early exit (and the work queue built on it)
     # would make the step counts depend on when members fall.
-    config = _CONFIG.value.copy_and_resolve_references()
     config.early_exit_block = 0
     config.rollout_queue = False
+    if flags.FLAGS["ppo_rollouts"].present:
+        raise config_lib.ConfigError("--ppo_rollouts: measures PPO+AMP configs only")
     launch.request_cpu_devices(config.cpu_devices)
     es_config.validate(config)
     for p in _PROFILES.value:
         config_lib.require(p in robots.PROFILES, "profiles", "unknown physics profile", p)
     launch.maybe_initialize_distributed()
     launch.check_cpu_devices(config.cpu_devices)
+    _record(config, "", lambda cache_dir: [line for profile in _PROFILES.value
+                                           for line in _measure_profile(config, profile, cache_dir, _REPEATS.value)])
+
+
+def _record(config, prefix: str, measure) -> None:
+    """Runs `measure(cache_dir)`, printing each line as JSON and keeping them in
+    `results_dir/benchmark/<prefix><run_name>/`."""
     launch.log_banner()
     cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
     cfg = config_lib.to_dict(config)
     run_name = config.run_name or f"cfg-{config_lib.fingerprint(cfg, results.RESUMABLE_FIELDS)}"
-    run = results.RunDir(config.results_dir, "benchmark", run_name, cfg)
+    run = results.RunDir(config.results_dir, "benchmark", prefix + run_name, cfg)
     machine = launch.device_summary()
     versions = launch.versions()
     start = time.perf_counter()
     all_lines = []
-    for profile in _PROFILES.value:
-        for line in _measure_profile(config, profile, cache_dir, _REPEATS.value):
-            line = {**line, "backend": machine["backend"], "cpu": machine["cpu"],
-                    "cpu_count": machine["cpu_count"], "devices": machine["devices"], "versions": versions}
-            print(json.dumps(line), flush=True)
-            all_lines.append(line)
-            run.log({k: v for k, v in line.items() if not isinstance(v, (dict, list))}
-                    | {"iteration": len(run.records) + 1})
+    for line in measure(cache_dir):
+        line = {**line, "backend": machine["backend"], "cpu": machine["cpu"],
+                "cpu_count": machine["cpu_count"], "devices": machine["devices"], "versions": versions}
+        print(json.dumps(line), flush=True)
+        all_lines.append(line)
+        run.log({k: v for k, v in line.items() if not isinstance(v, (dict, list))}
+                | {"iteration": len(run.records) + 1})
     run.write_summary({"measurements": all_lines, "wall_seconds": time.perf_counter() - start,
                        "versions": versions, "devices": machine["devices"]})
     run.plot("iteration", ["env_steps_per_s"], "throughput.png", title="env-steps/s per measurement")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 
+import jax
 import ml_collections
 
 from common import envs, physics
 from common.config import ConfigError, positive_int, require
 from common.envs.biped.config import REWARD_TERMS, validate as validate_env
 
+CPU_ENVS_PER_DEVICE = 64
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 LOSSES = ("least_squares", "logistic")
 
@@ -32,6 +34,12 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
                  "checkpoint_every", "checkpoints_to_keep")
     require(config.num_envs % n_devices == 0, "num_envs", f"must be divisible by the number of devices ({n_devices})",
             config.num_envs)
+    # Measured on jaxlib 0.10.2: with the CPU split into 2 devices, an MJX rollout of 128
+    # envs per device never returns (every XLA thread parked), while 64 per device runs.
+    per_device = config.num_envs // n_devices
+    require(not (n_devices > 1 and jax.default_backend() == "cpu" and per_device > CPU_ENVS_PER_DEVICE),
+            "num_envs", f"with {n_devices} CPU devices at most {CPU_ENVS_PER_DEVICE} envs per device run "
+            f"(more deadlock XLA's CPU runtime: BENCHMARKS.md); use cpu_devices=0 or fewer envs", config.num_envs)
     require(config.eval_episodes % n_devices == 0, "eval_episodes",
             f"must be divisible by the number of devices ({n_devices})", config.eval_episodes)
     require(isinstance(config.seed, int), "seed", "must be an integer", config.seed)

@@ -37,7 +37,7 @@ class _Carry(eqx.Module):
     sums: dict[str, Array]
 
 
-def evaluate(
+def episode_sums(
     env: BipedWalk,
     actor: Actor,
     obs_stats: normalizer.RunningStats,
@@ -47,12 +47,12 @@ def evaluate(
     obs_clip: float,
     warmup_steps: int = 50,
     window_steps: int = 25,
-    constrain=lambda tree: tree,
-) -> dict[str, Float[Array, ""]]:
-    """Rolls `len(keys)` episodes of the deterministic policy; `env` holds the command.
+) -> dict[str, Float[Array, " episodes"]]:
+    """Rolls `len(keys)` episodes of the deterministic policy; per-episode sums for `summarize`.
 
     `env` must be built with `fixed_command` set and (for nominal physics)
-    `randomize=False`. `constrain` places the per-episode carry (sharding).
+    `randomize=False`. Episodes are independent, so a batch may be split over devices
+    and the sums concatenated.
     """
     if env.config.fixed_command is None:
         raise ValueError("evaluate: build the env with fixed_command=(vx, vy, yaw rate)")
@@ -95,7 +95,7 @@ def evaluate(
             velocity_ring=jnp.where(alive[:, None, None], ring, carry.velocity_ring),
             sums=sums,
         )
-        return constrain(new), None
+        return new, None
 
     state = jax.vmap(env.reset)(keys)
     names = ("alive_steps", "counted_steps", "tracking", "tracking_instant", "speed", "torque", "energy",
@@ -107,12 +107,18 @@ def evaluate(
         velocity_ring=jnp.zeros((n, window_steps, 2)),
         sums={k: jnp.zeros((n,)) for k in names},
     )
-    carry, _ = jax.lax.scan(step, constrain(carry), jnp.arange(steps))
-    total = {k: jnp.sum(v) for k, v in carry.sums.items()}
+    carry, _ = jax.lax.scan(step, carry, jnp.arange(steps))
+    return {**carry.sums, "fell": carry.fell.astype(jnp.float32)}
+
+
+def summarize(sums: dict[str, Float[Array, " episodes"]]) -> dict[str, Float[Array, ""]]:
+    """The figures of the module docstring from `episode_sums`' per-episode sums."""
+    n = sums["fell"].shape[0]
+    total = {k: jnp.sum(v) for k, v in sums.items()}
     per_step = lambda k, d: total[k] / jnp.maximum(total[d], 1.0)
     return {
         "episodes": jnp.asarray(n, jnp.float32),
-        "falls": jnp.sum(carry.fell).astype(jnp.float32),
+        "falls": total["fell"],
         "tracking_mae": per_step("tracking", "counted_steps"),
         "tracking_mae_instant": per_step("tracking_instant", "alive_steps"),
         "mean_speed": per_step("speed", "alive_steps"),

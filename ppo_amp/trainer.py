@@ -175,45 +175,71 @@ class Trainer:
     def _normalize(self, stats: normalizer.RunningStats, x: Array) -> Array:
         return normalizer.normalize(stats, x, clip=self.config.ppo.obs_clip)
 
+    def _per_device(self, fn, in_specs, out_specs):
+        """`fn` on each device's share of the envs, with no cross-device traffic inside.
+
+        Specs are prefixes naming the env axis: "e" splits axis 0, "te" axis 1 (time
+        first), None replicates. MJX's solver loops test convergence over the whole
+        batch; under automatic sharding that test becomes a collective inside every
+        loop, and on the 2-core CPU split into 2 devices such a program never returned
+        with 128 or more envs per device. `shard_map` keeps each device's loops local.
+        """
+        if self.mesh is None:
+            return fn
+        axis = self.mesh.axis_names[0]
+        to_p = {None: P(), "e": P(axis), "te": P(None, axis)}
+        specs = lambda tree: jax.tree.map(lambda s: to_p[s], tree, is_leaf=lambda x: x is None or isinstance(x, str))
+        return jax.shard_map(fn, mesh=self.mesh, in_specs=specs(in_specs), out_specs=specs(out_specs),
+                             check_vma=False)
+
     def _rollout(self, state: TrainState, key: PRNGKeyArray):
-        n = self.num_envs
-        actor, critic = state.actor, state.critic
-
-        def step(carry, step_key):
-            env_state, history, ep_return, ep_length = carry
-            k_act, k_reset = jax.random.split(step_key)
-            obs = self._normalize(state.obs_stats, env_state.obs)
-            cobs = self._normalize(state.critic_obs_stats, env_state.info["critic_obs"])
-            action, log_prob, raw = jax.vmap(actor.sample)(jax.random.split(k_act, n), obs)
-            value = jax.vmap(critic)(cobs)
-            nxt = jax.vmap(self.env.step)(env_state, action)
-            next_value = jax.vmap(critic)(self._normalize(state.critic_obs_stats, nxt.info["critic_obs"]))
-            frame = self._frames(nxt)
-            window = jnp.concatenate([history, frame[:, None]], axis=1).reshape(n, -1)
-
-            done = nxt.done
-            fresh = jax.vmap(lambda k: self.env.reset(k, state.command_level))(jax.random.split(k_reset, n))
-            new_state = rollout.select(done, fresh, nxt)
-            fresh_history = jnp.repeat(self._frames(fresh)[:, None], self.window - 1, axis=1)
-            kept_history = jnp.concatenate([history[:, 1:], frame[:, None]], axis=1)
-            history = jnp.where(done[:, None, None], fresh_history, kept_history)
-
-            ep_return = ep_return + nxt.reward
-            ep_length = ep_length + 1
-            out = Transition(
-                obs=env_state.obs, critic_obs=env_state.info["critic_obs"], raw_action=raw, log_prob=log_prob,
-                value=value, next_value=next_value, reward=nxt.reward, done=done,
-                terminated=nxt.info["terminated"], amp_window=window,
-                finished_return=jnp.where(done, ep_return, 0.0),
-                finished_length=jnp.where(done, ep_length, 0).astype(jnp.float32),
-                metrics=nxt.metrics,
-            )
-            carry = (new_state, history, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length))
-            return self._shard(carry), out
-
+        n, t = self.num_envs, self.config.rollout_length
+        # Per-env keys drawn for the whole batch, so a device's envs see the same keys
+        # whatever the number of devices.
+        k_act, k_reset = jax.random.split(key)
+        per_env = lambda k: jax.vmap(lambda kk: jax.random.split(kk, n))(jax.random.split(k, t))
+        act_keys, reset_keys = per_env(k_act), per_env(k_reset)
+        nets = (state.actor, state.critic, state.obs_stats, state.critic_obs_stats, state.command_level)
         carry = (state.env_state, state.amp_history, state.episode_return, state.episode_length)
-        keys = jax.random.split(key, self.config.rollout_length)
-        return jax.lax.scan(step, self._shard(carry), keys)
+
+        def local(nets, carry, act_keys, reset_keys):
+            actor, critic, obs_stats, critic_stats, level = nets
+
+            def step(carry, keys):
+                env_state, history, ep_return, ep_length = carry
+                k_act, k_reset = keys
+                obs = self._normalize(obs_stats, env_state.obs)
+                cobs = self._normalize(critic_stats, env_state.info["critic_obs"])
+                action, log_prob, raw = jax.vmap(actor.sample)(k_act, obs)
+                value = jax.vmap(critic)(cobs)
+                nxt = jax.vmap(self.env.step)(env_state, action)
+                next_value = jax.vmap(critic)(self._normalize(critic_stats, nxt.info["critic_obs"]))
+                frame = self._frames(nxt)
+                window = jnp.concatenate([history, frame[:, None]], axis=1).reshape(frame.shape[0], -1)
+
+                done = nxt.done
+                fresh = jax.vmap(lambda k: self.env.reset(k, level))(k_reset)
+                new_state = rollout.select(done, fresh, nxt)
+                fresh_history = jnp.repeat(self._frames(fresh)[:, None], self.window - 1, axis=1)
+                kept_history = jnp.concatenate([history[:, 1:], frame[:, None]], axis=1)
+                history = jnp.where(done[:, None, None], fresh_history, kept_history)
+
+                ep_return = ep_return + nxt.reward
+                ep_length = ep_length + 1
+                out = Transition(
+                    obs=env_state.obs, critic_obs=env_state.info["critic_obs"], raw_action=raw,
+                    log_prob=log_prob, value=value, next_value=next_value, reward=nxt.reward, done=done,
+                    terminated=nxt.info["terminated"], amp_window=window,
+                    finished_return=jnp.where(done, ep_return, 0.0),
+                    finished_length=jnp.where(done, ep_length, 0).astype(jnp.float32),
+                    metrics=nxt.metrics,
+                )
+                return (new_state, history, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length)), out
+
+            return jax.lax.scan(step, carry, (act_keys, reset_keys))
+
+        run = self._per_device(local, (None, "e", "te", "te"), ("e", "te"))
+        return run(nets, carry, act_keys, reset_keys)
 
     # -- iteration ----------------------------------------------------------------
 
@@ -232,10 +258,10 @@ class Trainer:
                   env=None, steps: int | None = None) -> dict[str, Array]:
         episodes = episodes or self.config.eval_episodes
         keys = jax.random.split(key, episodes)
-        return evaluation.evaluate(
-            env or self.eval_env, state.actor, state.obs_stats, self._shard(keys),
-            steps=steps or self.eval_steps, obs_clip=self.config.ppo.obs_clip, constrain=self._shard,
-        )
+        local = lambda actor, stats, keys: evaluation.episode_sums(
+            env or self.eval_env, actor, stats, keys, steps=steps or self.eval_steps, obs_clip=self.config.ppo.obs_clip)
+        sums = self._per_device(local, (None, None, "e"), "e")(state.actor, state.obs_stats, keys)
+        return evaluation.summarize(sums)
 
     def _iteration(self, state: TrainState) -> tuple[TrainState, dict[str, Array]]:
         c = self.config

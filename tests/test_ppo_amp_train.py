@@ -81,7 +81,8 @@ def test_sharded_over_four_devices_equals_one_device(single):
     assert len(four.env_state.data.qpos.sharding.device_set) == 4
     np.testing.assert_allclose(np.asarray(four.env_state.data.qpos), np.asarray(one.env_state.data.qpos),
                                atol=1e-5)
-    np.testing.assert_allclose(_params(four), _params(one), rtol=1e-4, atol=1e-6)
+    # Gradients summed over devices in another order: float rounding only.
+    np.testing.assert_allclose(_params(four), _params(one), rtol=1e-4, atol=1e-5)
     # The next iteration accepts the state the first one returned (same shardings).
     compiled(four)
 

@@ -1,0 +1,117 @@
+"""The PPO+AMP command lines end to end: train, evaluate the run, benchmark, refuse bad input.
+
+Every command runs in a subprocess on one CPU device, as a user would run it. Compiling
+MJX dominates the file's time, so the subprocesses compile at XLA's lowest backend
+optimisation level (about a third faster to compile; these tests check plumbing and
+sanity, not speed), and the module shares one compile cache: the benchmark times the
+very iteration the training compiled and loads it.
+"""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
+# The shape of tests/test_ppo_amp_train.py; the benchmark must use the same fields to
+# reuse the training's compiled iteration.
+TINY = ["--config.num_envs=8", "--config.rollout_length=4", "--config.num_iterations=2", "--config.eval_episodes=2"]
+FIGURES = ("episodes", "falls", "tracking_mae", "tracking_mae_instant", "mean_speed", "mean_abs_torque",
+           "energy_per_meter", "eval_return", "eval_length")
+
+
+def _run(args, timeout=300):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _one_error_line(proc, *needles):
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and all(n in lines[0] for n in needles), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ppo_amp_cli")
+    return {"results": str(root / "results"), "cache": str(root / "cache"), "root": root}
+
+
+@pytest.fixture(scope="module")
+def run_dir(work):
+    proc = _run(["experiments.ppo_amp", "--config=configs/ppo_amp_test.py", *TINY,
+                 f"--config.results_dir={work['results']}", f"--config.compile_cache_dir={work['cache']}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = os.path.join(work["results"], "ppo_amp", "ppo_amp_test")
+    assert os.path.isfile(os.path.join(path, "summary.json"))
+    return path
+
+
+def test_evaluate_prints_one_line_of_sane_figures(run_dir):
+    proc = _run(["experiments.evaluate", f"--run={run_dir}", "--command=0.3,0,0", "--episodes=4", "--seconds=0.5"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (out,) = proc.stdout.strip().splitlines()
+    line = json.loads(out)
+    assert set(FIGURES) | {"run", "iteration", "command", "seconds", "steps", "physics"} <= set(line)
+    assert line["episodes"] == 4 and 0 <= line["falls"] <= 4
+    assert line["iteration"] == 2 and line["command"] == [0.3, 0.0, 0.0] and line["physics"] == "fast"
+    assert line["steps"] == 25 and line["seconds"] == pytest.approx(0.5)
+    assert all(math.isfinite(line[k]) for k in FIGURES)
+    assert 0 < line["eval_length"] <= 25 and line["mean_abs_torque"] > 0 and line["tracking_mae"] >= 0
+
+
+@pytest.mark.parametrize("flags, needles", [
+    (["--command=0.5,0"], ["--command:", "'0.5,0'"]),
+    (["--seconds=0"], ["--seconds:", "positive"]),
+])
+def test_evaluate_refuses_malformed_flags_in_one_line(tmp_path, flags, needles):
+    # Checked before the run is read: the folder need not exist.
+    _one_error_line(_run(["experiments.evaluate", f"--run={tmp_path}/ppo_amp/x", *flags], timeout=60), *needles)
+
+
+def test_evaluate_refuses_bad_run_folders_in_one_line(run_dir, tmp_path):
+    config = os.path.join(run_dir, "config.json")
+    (tmp_path / "ppo_amp" / "empty").mkdir(parents=True)
+    shutil.copy(config, tmp_path / "ppo_amp" / "empty")
+    (tmp_path / "other" / "run").mkdir(parents=True)
+    shutil.copy(config, tmp_path / "other" / "run")
+    cases = [
+        ([f"--run={tmp_path}"], ["--run:", "no config.json"]),
+        ([f"--run={tmp_path}/ppo_amp/empty"], ["--run:", "no checkpoints"]),
+        ([f"--run={tmp_path}/other/run"], ["--run:", "'other'"]),
+        ([f"--run={run_dir}", "--physics=gym"], ["--physics:", "biped"]),
+    ]
+    for flags, needles in cases:
+        _one_error_line(_run(["experiments.evaluate", *flags], timeout=60), *needles)
+    assert sorted(os.listdir(tmp_path / "ppo_amp" / "empty")) == ["config.json"]  # nothing written
+
+
+def test_benchmark_prints_three_lines(work, run_dir):
+    del run_dir  # trained first: the benchmark's iteration then comes from the shared compile cache
+    proc = _run(["experiments.benchmark", "--config=configs/ppo_amp_test.py", *TINY, "--repeats=1",
+                 f"--config.results_dir={work['results']}", f"--config.compile_cache_dir={work['cache']}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {l["name"]: l for l in map(json.loads, proc.stdout.strip().splitlines())}
+    assert list(lines) == ["mjx_physics", "mjx_env_step", "ppo_amp_iteration"]
+    for line in lines.values():
+        assert line["batch"] == 8 and line["horizon"] == 4 and line["env_steps_per_s"] > 0
+        assert line["compile_seconds"] >= 0
+    it = lines["ppo_amp_iteration"]
+    assert it["iteration_env_steps"] == 32
+    assert it["physics_steps_per_s"] == lines["mjx_env_step"]["env_steps_per_s"]
+    assert it["ratio"] == pytest.approx(it["env_steps_per_s"] / lines["mjx_env_step"]["env_steps_per_s"])
+    assert it["ratio_to_mjx_physics"] == pytest.approx(it["env_steps_per_s"] / lines["mjx_physics"]["env_steps_per_s"])
+    assert it["cache_hits"] >= 1
+    assert lines["mjx_env_step"]["ratio"] > 0
+    assert os.path.isfile(os.path.join(work["results"], "benchmark", "ppo_amp-ppo_amp_test", "summary.json"))
+    # ES-only flags are refused for a PPO+AMP config, in one line, before anything runs.
+    _one_error_line(_run(["experiments.benchmark", "--config=configs/ppo_amp_test.py", "--profiles=gym",
+                          f"--config.results_dir={work['root']}/unused"], timeout=60), "--profiles:")
