@@ -96,3 +96,12 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def restore_latest(directory: str, template: Any) -> Any:
+    """The latest checkpoint under `directory`, restored into `template`'s structure."""
+    ckpt = Checkpointer(directory)
+    try:
+        return ckpt.restore(template)
+    finally:
+        ckpt.close()

@@ -21,10 +21,15 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from common.config import ConfigError
+from common.config import ConfigError, fingerprint
 
 # Fields that may change between a run and its resumption.
 RESUMABLE_FIELDS = ("num_iterations", "results_dir", "run_name", "compile_cache_dir", "eval_every", "cpu_devices")
+
+
+def run_name(config: dict[str, Any]) -> str:
+    """The config's `run_name`, or a name made from a hash of the fields a resume may not change."""
+    return config.get("run_name") or f"cfg-{fingerprint(config, RESUMABLE_FIELDS)}"
 
 
 def _atomic_write_json(path: str, obj: Any) -> None:

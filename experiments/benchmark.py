@@ -171,7 +171,7 @@ def _record(config, prefix: str, measure) -> None:
     launch.log_banner()
     cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
     cfg = config_lib.to_dict(config)
-    run_name = config.run_name or f"cfg-{config_lib.fingerprint(cfg, results.RESUMABLE_FIELDS)}"
+    run_name = results.run_name(cfg)
     run = results.RunDir(config.results_dir, "benchmark", prefix + run_name, cfg)
     machine = launch.device_summary()
     versions = launch.versions()

@@ -24,11 +24,6 @@ from humanoid_es.trainer import Trainer, TrainState
 EXPERIMENT = "es"
 
 
-def run_name(config: ml_collections.ConfigDict) -> str:
-    cfg = config_lib.to_dict(config)
-    return config.run_name or f"cfg-{config_lib.fingerprint(cfg, results.RESUMABLE_FIELDS)}"
-
-
 def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Trains (or resumes) the run that `config` names; returns its summary."""
     launch.request_cpu_devices(config.cpu_devices)
@@ -37,7 +32,8 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     launch.check_cpu_devices(config.cpu_devices)
     launch.log_banner()
     cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
-    run_dir = results.RunDir(config.results_dir, EXPERIMENT, run_name(config), config_lib.to_dict(config))
+    resolved = config_lib.to_dict(config)
+    run_dir = results.RunDir(config.results_dir, EXPERIMENT, results.run_name(resolved), resolved)
     logging.info("results in %s", run_dir.path)
 
     mesh = launch.make_mesh() if jax.device_count() > 1 else None
@@ -148,9 +144,4 @@ def restore_latest(run_path: str, config: ml_collections.ConfigDict, **env_overr
     """The trainer and the latest checkpointed state of the run in `run_path`."""
     trainer = Trainer(config, None, **env_overrides)
     template = trainer.init(jax.random.PRNGKey(config.seed))
-    ckpt = checkpoint.Checkpointer(f"{run_path}/checkpoints")
-    try:
-        state = ckpt.restore(template)
-    finally:
-        ckpt.close()
-    return trainer, state
+    return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template)

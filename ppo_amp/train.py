@@ -25,11 +25,6 @@ from ppo_amp.trainer import Trainer, TrainState
 EXPERIMENT = "ppo_amp"
 
 
-def run_name(config: ml_collections.ConfigDict) -> str:
-    cfg = config_lib.to_dict(config)
-    return config.run_name or f"cfg-{config_lib.fingerprint(cfg, results.RESUMABLE_FIELDS)}"
-
-
 def _floats(tree: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in tree.items()}
 
@@ -49,7 +44,8 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
     mesh = launch.make_mesh() if jax.device_count() > 1 else None
     # Built (reference motions loaded, env checked) before the results directory is touched.
     trainer = Trainer(config, mesh)
-    run_dir = results.RunDir(config.results_dir, EXPERIMENT, run_name(config), config_lib.to_dict(config))
+    resolved = config_lib.to_dict(config)
+    run_dir = results.RunDir(config.results_dir, EXPERIMENT, results.run_name(resolved), resolved)
     logging.info("results in %s", run_dir.path)
 
     state = trainer.init(jax.random.PRNGKey(config.seed))
@@ -155,9 +151,4 @@ def restore_latest(run_path: str, config: ml_collections.ConfigDict, **env_overr
     """The trainer and the latest checkpointed state of the run in `run_path`."""
     trainer = Trainer(config, None, **env_overrides)
     template = trainer.init(jax.random.PRNGKey(config.seed))
-    ckpt = checkpoint.Checkpointer(f"{run_path}/checkpoints")
-    try:
-        state = ckpt.restore(template)
-    finally:
-        ckpt.close()
-    return trainer, state
+    return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template)
