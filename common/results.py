@@ -75,6 +75,7 @@ class RunDir:
             os.makedirs(os.path.join(self.path, sub), exist_ok=True)
         _atomic_write_json(config_path, config)
         self._records = self._read_records()
+        self._index_columns()
 
     def sub(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -102,6 +103,7 @@ class RunDir:
     def truncate_after(self, iteration: int) -> None:
         """Drops records past `iteration` (logged after the checkpoint a resume starts from)."""
         self._records = [r for r in self._records if r.get("iteration", -1) <= iteration]
+        self._index_columns()
         self._rewrite()
 
     def _rewrite(self) -> None:
@@ -112,11 +114,17 @@ class RunDir:
         os.replace(tmp, self.sub("metrics.jsonl"))
         self._write_csv()
 
-    def _columns(self) -> list[str]:
-        cols: list[str] = []
+    def _index_columns(self) -> None:
+        # Every key of every record, in order of first appearance: the CSV's columns.
+        # Kept as an ordered set beside the records, since rebuilding it on each `log`
+        # costs O(records x keys) and made a 2,000-iteration run's logging quadratic
+        # (1.3 s per iteration by iteration 1,100, more than the iteration itself).
+        self._column_set: dict[str, None] = {}
         for r in self._records:
-            cols.extend(k for k in r if k not in cols)
-        return cols
+            self._column_set.update(dict.fromkeys(r))
+
+    def _columns(self) -> list[str]:
+        return list(self._column_set)
 
     def _write_csv(self) -> None:
         cols = self._columns()
@@ -131,8 +139,9 @@ class RunDir:
     def log(self, record: dict[str, Any]) -> None:
         """Appends one record to metrics.jsonl (flushed) and metrics.csv."""
         record = {k: _finite_or_none(v) for k, v in record.items()}
-        new_columns = any(k not in self._columns() for k in record)
+        new_columns = any(k not in self._column_set for k in record)
         self._records.append(record)
+        self._column_set.update(dict.fromkeys(record))
         with open(self.sub("metrics.jsonl"), "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()

@@ -21,6 +21,8 @@ def get_config():
     c.amp.steps_per_iteration = 2
     c.amp.replay_capacity = 512
     c.amp.generator_speeds = (0.5,)
+    c.amp.normalization = "pooled"
+    c.amp.input_noise = 1.0
     c.eval_every = 2
     c.eval_episodes = 4
     c.eval_seconds = 1.0

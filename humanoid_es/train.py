@@ -1,143 +1,74 @@
-"""The ES run: validate, compile, then iterate, evaluate, record, checkpoint and resume.
+"""The ES run: its parts of the shared host loop (`common.host_loop`), and restoring a run.
 
-The host loop does no learning: it calls the jitted `Trainer.iteration`, evaluates
-theta every `eval_every` iterations, logs one line and one metrics record per
-iteration, checkpoints every `checkpoint_every` iterations and on exit, and stops
-cleanly on SIGTERM/SIGUSR1 (Slurm's warning before preemption or the time limit).
-Running the same command with the same run name resumes from the latest checkpoint.
+ES's parts of the loop: the compile shape (population, chunk, horizon, parameter count),
+an iteration's line (training fitness, episode length, eval return), a line for iteration
+0's evaluation, the learning curve (fitness and eval return) and `final_eval_length` in
+the summary. Evaluation metrics go into the records under their own names.
 """
 
 from __future__ import annotations
 
-import signal
-import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import ml_collections
-from absl import logging
 
-from common import checkpoint, compile_cache, config as config_lib, launch, results
+from common import checkpoint, host_loop, results
 from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer, TrainState
 
 EXPERIMENT = "es"
 
 
-def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Trains (or resumes) the run that `config` names; returns its summary."""
-    launch.request_cpu_devices(config.cpu_devices)
-    launch.maybe_initialize_distributed()
-    es_config.validate(config, n_devices=jax.device_count())
-    launch.check_cpu_devices(config.cpu_devices)
-    launch.log_banner()
-    cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
-    resolved = config_lib.to_dict(config)
-    run_dir = results.RunDir(config.results_dir, EXPERIMENT, results.run_name(resolved), resolved)
-    logging.info("results in %s", run_dir.path)
+def _compile_shape(config: ml_collections.ConfigDict, trainer: Trainer) -> dict[str, Any]:
+    return {"pairs": config.pairs, "candidate_chunk": config.candidate_chunk, "horizon": config.horizon,
+            "params": trainer.num_params, "devices": jax.device_count(), "physics": config.physics,
+            "impl": config.impl, "early_exit_block": config.early_exit_block}
 
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
-    trainer = Trainer(config, mesh)
-    state = trainer.init(jax.random.PRNGKey(config.seed))
-    ckpt = checkpoint.Checkpointer(run_dir.sub("checkpoints"), max_to_keep=config.checkpoints_to_keep)
-    start_iteration = ckpt.latest_step() or 0
-    if start_iteration:
-        state = ckpt.restore(state, start_iteration)
-        logging.info("resuming from iteration %d", start_iteration)
-    state = trainer.place(state)
-    # Records logged after the checkpoint we start from describe iterations we redo
-    # (all of them, iteration 0's evaluation included, when there is no checkpoint).
-    run_dir.truncate_after(start_iteration if start_iteration else -1)
-    previous = run_dir.records[-1] if run_dir.records else {}
-    env_steps = int(previous.get("env_steps", 0))
-    wall_before = float(previous.get("wall_seconds", 0.0))
 
-    shape = {"pairs": config.pairs, "candidate_chunk": config.candidate_chunk, "horizon": config.horizon,
-             "params": trainer.num_params, "devices": jax.device_count(), "physics": config.physics,
-             "impl": config.impl, "early_exit_block": config.early_exit_block}
-    start = time.perf_counter()
-    iteration_fn, it_report = compile_cache.warm_up("es_iteration", trainer.iteration, state,
-                                                    cache_dir=cache_dir, shape=shape)
-    eval_fn, ev_report = compile_cache.warm_up("es_evaluate", trainer.evaluate, state, trainer.eval_key(state),
-                                               cache_dir=cache_dir, shape=shape)
-    compile_seconds = it_report.compile_seconds + ev_report.compile_seconds
-    logging.info("ES: %d candidates x %d params, chunks of %d, horizon %d, %d device(s)",
-                 trainer.population, trainer.num_params, config.candidate_chunk, config.horizon,
-                 jax.device_count())
+def _banner(config: ml_collections.ConfigDict, trainer: Trainer) -> str:
+    return "ES: %d candidates x %d params, chunks of %d, horizon %d, %d device(s)" % (
+        trainer.population, trainer.num_params, config.candidate_chunk, config.horizon, jax.device_count())
 
-    best_eval = max((r["eval_return"] for r in run_dir.records if r.get("eval_return") is not None),
-                    default=None)
-    # A resumed run's latest evaluation so far is in its records.
-    last_eval = next(({"eval_return": r["eval_return"], "eval_length": r["eval_length"]}
-                      for r in reversed(run_dir.records) if r.get("eval_return") is not None), None)
-    if start_iteration == 0:
-        last_eval = jax.device_get(eval_fn(state, trainer.eval_key(state)))
-        record = {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0,
-                  "compile_seconds": compile_seconds, **_floats(last_eval)}
-        run_dir.log(record)
-        best_eval = record["eval_return"]
-        logging.info("iteration 0: eval return %.1f, length %.0f", record["eval_return"], record["eval_length"])
 
-    iteration = start_iteration
-    loop_start = time.perf_counter()
-    with launch.StopFlag() as stop:
-        while iteration < config.num_iterations and stop.signal is None:
-            t0 = time.perf_counter()
-            state, metrics = iteration_fn(state)
-            metrics = _floats(jax.device_get(metrics))
-            seconds = time.perf_counter() - t0
-            iteration += 1
-            env_steps += int(metrics["iteration_env_steps"])
-            record = {"iteration": iteration, "env_steps": env_steps,
-                      "env_steps_per_s": metrics["iteration_env_steps"] / seconds,
-                      "iteration_seconds": seconds, **metrics}
-            if iteration == start_iteration + 1:
-                record["compile_seconds"] = compile_seconds
-            if iteration % config.eval_every == 0 or iteration == config.num_iterations:
-                last_eval = _floats(jax.device_get(eval_fn(state, trainer.eval_key(state))))
-                record.update(last_eval)
-                best_eval = last_eval["eval_return"] if best_eval is None else max(best_eval, last_eval["eval_return"])
-            record["wall_seconds"] = wall_before + (time.perf_counter() - start)
-            run_dir.log(record)
-            done = iteration - start_iteration
-            eta = (time.perf_counter() - loop_start) / done * (config.num_iterations - iteration)
-            logging.info(
-                "iteration %d/%d | fitness mean %.1f max %.1f | length %.0f | %s%.0f steps/s | %.2f s | ETA %s",
-                iteration, config.num_iterations, record["fitness_mean"], record["fitness_max"],
-                record["episode_length_mean"],
-                f"eval {record['eval_return']:.1f} | " if "eval_return" in record else "",
-                record["env_steps_per_s"], seconds, launch.format_eta(eta),
-            )
-            if iteration % config.checkpoint_every == 0 or stop.signal is not None:
-                ckpt.save(iteration, state)
-        if ckpt.latest_step() != iteration:
-            ckpt.save(iteration, state)
-        stopped_by = signal.Signals(stop.signal).name if stop.signal is not None else None
-    ckpt.close()
+def _first_eval_line(record: dict[str, Any]) -> str:
+    return "iteration 0: eval return %.1f, length %.0f" % (record["eval_return"], record["eval_length"])
 
+
+def _progress(record: dict[str, Any]) -> str:
+    evaluated = f"eval {record['eval_return']:.1f} | " if "eval_return" in record else ""
+    return "fitness mean %.1f max %.1f | length %.0f | %s" % (
+        record["fitness_mean"], record["fitness_max"], record["episode_length_mean"], evaluated)
+
+
+def _plot(run_dir: results.RunDir, trainer: Trainer) -> None:
+    del trainer
     run_dir.plot("env_steps", ["fitness_mean", "eval_return"], "learning_curve.png",
                  title=f"ES {run_dir.path}: fitness and eval return")
-    summary = {
-        "best_eval_return": best_eval,
-        "final_eval_return": None if last_eval is None else last_eval["eval_return"],
-        "final_eval_length": None if last_eval is None else last_eval["eval_length"],
-        "iterations": iteration,
-        "env_steps": env_steps,
-        "wall_seconds": wall_before + (time.perf_counter() - start),
-        "compile_seconds": compile_seconds,
-        "compile_cache_hits": it_report.cache_hits + ev_report.cache_hits,
-        "stopped_by_signal": stopped_by,
-        "versions": launch.versions(),
-        "devices": launch.device_summary()["devices"],
-        "run_dir": run_dir.path,
-    }
-    run_dir.write_summary(summary)
-    logging.info("done: %s", {k: summary[k] for k in ("best_eval_return", "final_eval_return", "env_steps")})
-    return summary
 
 
-def _floats(tree: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in tree.items()}
+def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, Any]:
+    del records
+    return {"final_eval_length": None if last_eval is None else last_eval["eval_length"]}
+
+
+_PIPELINE = host_loop.Pipeline(
+    experiment=EXPERIMENT,
+    validate=es_config.validate,
+    make_trainer=Trainer,
+    compile_shape=_compile_shape,
+    banner=_banner,
+    progress=_progress,
+    plot=_plot,
+    first_eval_line=_first_eval_line,
+    summary_fields=_summary_fields,
+)
+
+
+def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Trains (or resumes) the run that `config` names; returns its summary."""
+    return host_loop.run(config, _PIPELINE)
 
 
 def restore_latest(run_path: str, config: ml_collections.ConfigDict, **env_overrides) -> tuple[Trainer, TrainState]:

@@ -7,8 +7,10 @@ the discriminator, the optimizer state and the data, and runs its steps in a
 `lax.scan`, so the caller can jit it inside its training iteration.
 
 Trainable versus fixed arrays: the discriminator also carries the input normalisation
-(mean and std of the reference windows, fixed at `init`) and, with spectral
-normalisation, the power-iteration vectors. Neither is a parameter: `trainable` selects
+(mean and std set at `init`; a caller that pools the reference with the policy's
+windows replaces them between updates, `pooled_input_stats` and `with_input_stats`)
+and, with spectral normalisation, the power-iteration vectors. Neither is a
+parameter: `trainable` selects
 only the Linear and LayerNorm arrays, `update` differentiates and optimises only those,
 and the forward pass wraps the fixed arrays in `lax.stop_gradient`, so a caller who
 takes gradients of the whole module still gets zeros for them.
@@ -37,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+
+from common import normalizer
 
 from ppo_amp.amp_features import (  # noqa: F401  (re-exported: one import for users)
     FEATURE_SIZE,
@@ -158,6 +162,30 @@ def input_stats(
     """
     reference = jnp.asarray(reference, jnp.float32)
     return jnp.mean(reference, axis=0), jnp.maximum(jnp.std(reference, axis=0), std_floor)
+
+
+def pooled_input_stats(
+    reference: Float[Array, "M D"], policy: normalizer.RunningStats, std_floor: float = 0.05
+) -> tuple[Float[Array, " D"], Float[Array, " D"]]:
+    """Mean and floored std of an equal mixture of the reference windows and `policy`.
+
+    Normalising by the reference alone measures a policy feature that the clips hold
+    still (base angular velocity, hip yaw) in units of the std floor, so the policy sits
+    tens of units away and the gradient penalty, taken in those units, barely constrains
+    the discriminator there: it becomes a step between the two sets and the style reward
+    is flat over the policy's samples. In units of the pooled spread the gap is a few
+    units, and the penalty (and `input_noise`) keep the discriminator sloped across it.
+    """
+    reference = jnp.asarray(reference, jnp.float32)
+    ref_mean, ref_var = jnp.mean(reference, axis=0), jnp.var(reference, axis=0)
+    mean = 0.5 * (ref_mean + policy.mean)
+    var = 0.5 * (ref_var + policy.variance) + jnp.square(0.5 * (ref_mean - policy.mean))
+    return mean, jnp.maximum(jnp.sqrt(var), std_floor)
+
+
+def with_input_stats(disc: Discriminator, mean: Float[Array, " D"], std: Float[Array, " D"]) -> Discriminator:
+    """`disc` normalising its input by `mean` and `std` instead."""
+    return eqx.tree_at(lambda d: (d.norm_mean, d.norm_std), disc, (mean, std))
 
 
 def _trainable_mask(disc: Discriminator) -> PyTree[bool]:
@@ -314,6 +342,7 @@ def update(
     gp_weight: float,
     replay_fraction: float,
     logit_reg: float = 0.0,
+    input_noise: float = 0.0,
 ) -> tuple[Discriminator, optax.OptState, dict[str, Float[Array, ""]]]:
     """`num_steps` discriminator steps on minibatches drawn with replacement.
 
@@ -323,6 +352,12 @@ def update(
     from the rollout too. The caller adds the rollout to the buffer afterwards
     (`replay_add`), so replayed windows are from earlier policies. Metrics are means
     over the steps. `opt_state` must come from `optimizer.init(trainable(disc))`.
+
+    `input_noise` > 0 adds Gaussian noise of that std, in normalised units, to both
+    sides of every training batch (instance noise, Sonderby et al. 2016): sets that a
+    sharp boundary could split overlap, so the optimal discriminator is smooth and the
+    style reward keeps a slope towards the reference. The accuracy and logit metrics
+    are those of the clean batch, which is what the style reward reads.
     Not jitted here: the caller jits it (the keyword settings are Python numbers,
     static under `eqx.filter_jit`) or calls it inside its own jitted iteration.
     """
@@ -333,7 +368,7 @@ def update(
     def step(carry, step_key):
         arrays, opt_state = carry
         disc = eqx.combine(arrays, static)
-        ref_key, fresh_key, replay_key, stand_in_key = jax.random.split(step_key, 4)
+        ref_key, fresh_key, replay_key, stand_in_key, noise_key = jax.random.split(step_key, 5)
         reference = _draw(ref_key, reference_windows, batch_size)
         fresh = _draw(fresh_key, policy_windows, num_fresh)
         replay = replay_sample(replay_key, buffer, num_replay)
@@ -342,18 +377,32 @@ def update(
         policy = jnp.concatenate([fresh, replay], axis=0)
 
         params, fixed = eqx.partition(disc, _trainable_mask(disc))
+        noisy_reference, noisy_policy = reference, policy
+        if input_noise > 0.0:
+            k_ref, k_pol = jax.random.split(noise_key)
+            scale = input_noise * jax.lax.stop_gradient(disc.norm_std)
+            noisy_reference = reference + scale * jax.random.normal(k_ref, reference.shape)
+            noisy_policy = policy + scale * jax.random.normal(k_pol, policy.shape)
 
         def loss_fn(params):
             return disc_loss(
                 eqx.combine(params, fixed),
-                reference,
-                policy,
+                noisy_reference,
+                noisy_policy,
                 loss_type=loss_type,
                 gp_weight=gp_weight,
                 logit_reg=logit_reg,
             )
 
         (_, metrics), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(params)
+        if input_noise > 0.0:
+            d_ref, d_pol = logits(disc, reference), logits(disc, policy)
+            metrics.update({
+                "disc/accuracy_reference": jnp.mean(d_ref > 0.0),
+                "disc/accuracy_policy": jnp.mean(d_pol < 0.0),
+                "disc/logit_reference": jnp.mean(d_ref),
+                "disc/logit_policy": jnp.mean(d_pol),
+            })
         updates, opt_state = optimizer.update(grads, opt_state, params)
         disc = spectral_refresh(eqx.apply_updates(disc, updates))
         metrics["disc/grad_norm"] = optax.tree.norm(grads)

@@ -15,6 +15,7 @@ from common.envs.biped.config import REWARD_TERMS, validate as validate_env
 CPU_ENVS_PER_DEVICE = 64
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 LOSSES = ("least_squares", "logistic")
+NORMALIZATIONS = ("reference", "pooled")
 
 
 def _number(config: ml_collections.ConfigDict, field: str, prefix: str, lo: float | None = None,
@@ -94,12 +95,15 @@ def _validate_ppo(p: ml_collections.ConfigDict, batch: int) -> None:
 
 
 def _validate_amp(a: ml_collections.ConfigDict, batch: int) -> None:
-    require(isinstance(a.enabled, bool), "amp.enabled", "must be a bool", a.enabled)
+    for f in ("enabled", "generator_standing", "generator_stepping_in_place"):
+        require(isinstance(a[f], bool), f"amp.{f}", "must be a bool", a[f])
     require(a.loss in LOSSES, "amp.loss", f"must be one of {LOSSES}", a.loss)
     require(isinstance(a.window, int) and a.window >= 2, "amp.window", "must be an integer >= 2 (frames)", a.window)
     require(len(a.hidden) > 0 and all(isinstance(h, int) and h > 0 for h in a.hidden), "amp.hidden",
             "must be a non-empty list of positive layer widths", a.hidden)
-    for f in ("gp_weight", "weight_decay", "task_weight", "style_weight"):
+    require(a.normalization in NORMALIZATIONS, "amp.normalization", f"must be one of {NORMALIZATIONS}",
+            a.normalization)
+    for f in ("gp_weight", "weight_decay", "task_weight", "style_weight", "input_noise"):
         _number(a, f, "amp.", 0.0)
     _number(a, "learning_rate", "amp.", 0.0, strict=True)
     positive_int(a, "batch_size", "steps_per_iteration", "replay_capacity")

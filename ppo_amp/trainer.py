@@ -70,7 +70,9 @@ def reference_clips(config: ml_collections.ConfigDict) -> list[motion.MotionClip
     fps = 1.0 / envs.make("biped_walk", **ppo_config.env_overrides(config)).dt
     if config.amp.motion_files:
         return motion.load_clips(list(config.amp.motion_files), fps)
-    return motion_gen.generate_walking_clips(tuple(config.amp.generator_speeds), fps=fps)
+    return motion_gen.generate_walking_clips(
+        tuple(config.amp.generator_speeds), fps=fps, standing=config.amp.generator_standing,
+        stepping_in_place=config.amp.generator_stepping_in_place)
 
 
 class Trainer:
@@ -278,10 +280,14 @@ class Trainer:
         disc, disc_opt, replay = state.disc, state.disc_opt_state, state.replay
         if self.amp_enabled:
             windows = traj.amp_window.reshape(t * n, -1)
+            if c.amp.normalization == "pooled":
+                filled = jnp.arange(replay.data.shape[0]) < replay.size
+                recent = normalizer.merge(normalizer.from_batch(replay.data, filled), normalizer.from_batch(windows))
+                disc = amp.with_input_stats(disc, *amp.pooled_input_stats(self.reference, recent))
             disc, disc_opt, disc_metrics = amp.update(
                 k_disc, disc, disc_opt, self.disc_optimizer, self.reference, windows, replay,
                 batch_size=c.amp.batch_size, num_steps=c.amp.steps_per_iteration, loss_type=c.amp.loss,
-                gp_weight=c.amp.gp_weight, replay_fraction=c.amp.replay_fraction,
+                gp_weight=c.amp.gp_weight, replay_fraction=c.amp.replay_fraction, input_noise=c.amp.input_noise,
             )
             replay = amp.replay_add(replay, windows)
             style = amp.style_reward(disc, windows, c.amp.loss).reshape(t, n)
@@ -291,6 +297,8 @@ class Trainer:
             metrics["style_reward_std"] = jnp.std(style)
             metrics["disc_accuracy_reference"] = disc_metrics["disc/accuracy_reference"]
             metrics["disc_accuracy_policy"] = disc_metrics["disc/accuracy_policy"]
+            # On a batch with as many reference windows as policy ones: 0.5 = indistinguishable.
+            metrics["disc_accuracy"] = 0.5 * (metrics["disc_accuracy_reference"] + metrics["disc_accuracy_policy"])
 
         reward_scaling = state.reward_scaling
         if c.ppo.reward_scaling:

@@ -10,6 +10,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from common import normalizer
 from ppo_amp import amp
 from ppo_amp.amp_features import FEATURE_SIZE
 from ppo_amp.motion import MotionClip
@@ -344,3 +345,47 @@ def test_spectral_norm_keeps_unit_top_singular_value():
     # Pure and batch-friendly: jit of a vmapped call matches the per-sample call.
     batched = eqx.filter_jit(amp.logits)(disc, ref[:4])
     np.testing.assert_allclose(batched, [disc(x) for x in ref[:4]], rtol=1e-5, atol=1e-6)
+
+
+def test_pooled_input_stats_is_an_equal_mixture():
+    # An equal mixture of two sets is the union of equally many samples of each, so the
+    # pooled stats must match numpy on the concatenation when both sets have one size.
+    kr, kp = jax.random.split(jax.random.key(11))
+    ref = jax.random.normal(kr, (300, 4)) * jnp.array([0.0, 1.0, 2.0, 0.5]) + 1.0
+    pol = jax.random.normal(kp, (300, 4)) * 3.0 - 2.0
+    mean, std = amp.pooled_input_stats(ref, normalizer.from_batch(pol), std_floor=0.05)
+    both = np.concatenate([np.asarray(ref), np.asarray(pol)])
+    np.testing.assert_allclose(mean, both.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(std, both.std(axis=0), rtol=1e-4)
+    # The policy's count does not weigh: a million policy samples count as much as 300.
+    many = normalizer.RunningStats(count=jnp.asarray(1e6), mean=jnp.mean(pol, 0), m2=jnp.var(pol, 0) * 1e6)
+    mean2, std2 = amp.pooled_input_stats(ref, many)
+    np.testing.assert_allclose(mean2, mean, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(std2, std, rtol=1e-4)
+    # A feature constant in both sets keeps the floor.
+    const = jnp.zeros((10, 1))
+    np.testing.assert_allclose(amp.pooled_input_stats(const, normalizer.from_batch(const), std_floor=0.05)[1], [0.05])
+
+
+def test_input_noise_blurs_training_but_metrics_read_clean_batches():
+    # Two sets 2 units apart: without noise a discriminator separates them completely;
+    # with noise of std 3 in normalised units the sets overlap, so training must leave
+    # the logits much closer together. Accuracy metrics come from the clean batch, so
+    # with lr = 0 they equal the clean accuracy of the fixed discriminator.
+    ref, pol = _toy_data(dim=2)
+    mean, std = amp.input_stats(jnp.concatenate([ref, pol]))
+    disc0 = amp.init(jax.random.key(12), 2, hidden=(16,), norm_mean=mean, norm_std=std)
+    opt = amp.make_optimizer(3e-3)
+    buf = amp.replay_init(8, 2)
+    kw = dict(batch_size=128, num_steps=150, loss_type="least_squares", gp_weight=0.1, replay_fraction=0.0)
+    gaps = {}
+    for noise in (0.0, 3.0):
+        disc, _, m = _update(jax.random.key(13), disc0, opt.init(amp.trainable(disc0)), opt, ref, pol, buf,
+                             input_noise=noise, **kw)
+        gaps[noise] = float(jnp.mean(amp.logits(disc, ref)) - jnp.mean(amp.logits(disc, pol)))
+    assert gaps[0.0] > 1.6 and gaps[3.0] < 0.6 * gaps[0.0], gaps
+    _, _, m = _update(jax.random.key(14), disc0, _FROZEN.init(amp.trainable(disc0)), _FROZEN, ref, pol, buf,
+                      input_noise=3.0, **(kw | dict(num_steps=1, batch_size=256)))
+    d_ref = amp.logits(disc0, ref)
+    # The batch is drawn with replacement, so compare with a tolerance, not exactly.
+    assert abs(float(m["disc/accuracy_reference"]) - float(jnp.mean(d_ref > 0))) < 0.1

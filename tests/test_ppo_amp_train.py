@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from common import checkpoint, launch
+from common import checkpoint, launch, normalizer
 from common.config import ConfigError
 from configs import ppo_amp_test
-from ppo_amp import config as ppo_config, train
+from ppo_amp import amp, config as ppo_config, train
 from ppo_amp.trainer import Trainer
 
 
@@ -45,9 +45,17 @@ def test_iterations_are_finite_and_report_every_figure(single):
         state, metrics = iterate(state)
     metrics = jax.device_get(metrics)
     for name in ("loss/policy", "loss/value", "loss/entropy", "approx_kl", "clip_fraction", "disc/loss",
-                 "disc_accuracy_reference", "disc_accuracy_policy", "style_reward", "style_reward_std",
+                 "disc_accuracy", "disc_accuracy_reference", "disc_accuracy_policy", "style_reward", "style_reward_std",
                  "reward/tracking_lin_vel", "reward/torque", "episode_return", "episode_length", "tracking_error"):
         assert name in metrics and np.isfinite(metrics[name]), name
+    # Pooled input units: after each iteration the discriminator normalises by the equal
+    # mix of the clips and every policy window so far (the replay still holds them all).
+    assert trainer.config.amp.normalization == "pooled"
+    size = int(state.replay.size)
+    assert size == 2 * trainer.num_envs * trainer.config.rollout_length
+    mean, std = amp.pooled_input_stats(trainer.reference, normalizer.from_batch(state.replay.data[:size]))
+    np.testing.assert_allclose(state.disc.norm_mean, mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(state.disc.norm_std, std, rtol=1e-4, atol=1e-5)
     assert np.all(np.isfinite(_params(state)))
     assert int(state.iteration) == 2 and int(state.replay.size) == 2 * 8 * 4
 
@@ -98,6 +106,8 @@ def test_plain_ppo_without_amp():
     ("num_envs", 6, "num_envs: must be divisible by the number of devices"),
     ("ppo.minibatches", 3, "ppo.minibatches: must divide the batch"),
     ("amp.loss", "hinge", "amp.loss: must be one of"),
+    ("amp.normalization", "batch", "amp.normalization: must be one of"),
+    ("amp.input_noise", -1.0, "amp.input_noise"),
     ("amp.motion_files", ("/no/such/clip.npz",), "amp.motion_files: no such file"),
     ("amp.replay_capacity", 4, "amp.replay_capacity"),
     ("rewards.tracking", 1.0, "rewards: unknown terms"),

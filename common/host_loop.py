@@ -1,0 +1,211 @@
+"""The host loop of both pipelines: build, compile, then iterate, evaluate, record, checkpoint, resume.
+
+The loop does no learning: it calls the pipeline's jitted `Trainer.iteration`, evaluates
+at the start of a fresh run, every `eval_every` iterations and after the last, logs one
+line and one metrics record per iteration, checkpoints every `checkpoint_every`
+iterations and on exit, and stops cleanly on SIGTERM/SIGUSR1 (Slurm's warning before
+preemption or the time limit). Running the same command with the same run name resumes
+from the latest checkpoint, which holds the whole train state; records logged after it
+are dropped and redone.
+
+The trainer is built (config validated, env checked, any reference motions loaded) before
+the results directory is opened, so bad input never creates or touches a run directory.
+Both jitted functions are compiled ahead of time for the placed first state, through the
+persistent compile cache where `compile_cache_dir` names one.
+
+What differs between pipelines (experiment name, validation, trainer, log text, record
+fields, plots, extra summary fields) comes in a `Pipeline`; this module imports neither.
+`absl_main` makes a pipeline's `run` the main of its command line (`experiments/`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import jax
+import ml_collections
+from absl import flags, logging
+from jax.sharding import Mesh
+from jaxtyping import PRNGKeyArray
+
+from common import checkpoint, compile_cache, config as config_lib, launch, results
+
+Record = dict[str, Any]
+
+
+class Trainer(Protocol):
+    """What the loop needs of a pipeline's trainer; the state is the pipeline's own pytree."""
+
+    # Jitted (`jax.jit`/`eqx.filter_jit`): the loop lowers and compiles them ahead of time.
+    iteration: Callable[[Any], tuple[Any, dict[str, Any]]]
+    evaluate: Callable[[Any, PRNGKeyArray], dict[str, Any]]
+
+    def init(self, key: PRNGKeyArray) -> Any: ...
+
+    def place(self, state: Any) -> Any: ...
+
+    def eval_key(self, state: Any) -> PRNGKeyArray: ...
+
+
+def _as_is(fields: dict[str, float]) -> dict[str, float]:
+    return fields
+
+
+def _no_fields(records: Sequence[Record], last_eval: Record | None) -> dict[str, Any]:
+    del records, last_eval
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """Everything in which one pipeline's run differs from the other's."""
+
+    # Runs go to results_dir/<experiment>/<run_name>/; compile-cache markers are named
+    # <experiment>_iteration and <experiment>_evaluate.
+    experiment: str
+    # `validate(config, n_devices)` raises ConfigError before anything is built.
+    validate: Callable[[ml_collections.ConfigDict, int], None]
+    # `make_trainer(config, mesh)`; may raise UserError for input only it can check.
+    make_trainer: Callable[[ml_collections.ConfigDict, Mesh | None], Trainer]
+    # What the compile-cache markers record as the compiled shape.
+    compile_shape: Callable[[ml_collections.ConfigDict, Trainer], dict[str, Any]]
+    # One line, logged after compiling, saying what an iteration does.
+    banner: Callable[[ml_collections.ConfigDict, Trainer], str]
+    # An iteration's figures for its log line, from its record; ends with " | ".
+    progress: Callable[[Record], str]
+    # Writes the plots from the run's records at the end.
+    plot: Callable[[results.RunDir, Trainer], None]
+    # Renames or drops an evaluation's metrics on their way into a record; the result
+    # must hold `eval_return`.
+    eval_fields: Callable[[dict[str, float]], dict[str, float]] = _as_is
+    # The line logged for iteration 0's evaluation (None: no line).
+    first_eval_line: Callable[[Record], str] | None = None
+    # Summary fields beyond the shared ones, from the records and the latest evaluation
+    # (in a resumed run that has not evaluated since, the whole last record holding one).
+    summary_fields: Callable[[Sequence[Record], Record | None], dict[str, Any]] = _no_fields
+
+
+def _floats(tree: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in tree.items()}
+
+
+def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]:
+    """Trains (or resumes) the run that `config` names with `pipeline`; returns its summary."""
+    launch.request_cpu_devices(config.cpu_devices)
+    launch.maybe_initialize_distributed()
+    pipeline.validate(config, jax.device_count())
+    launch.check_cpu_devices(config.cpu_devices)
+    launch.log_banner()
+    cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
+    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    # Built first, so that input only the trainer can check never touches an existing run.
+    trainer = pipeline.make_trainer(config, mesh)
+    resolved = config_lib.to_dict(config)
+    run_dir = results.RunDir(config.results_dir, pipeline.experiment, results.run_name(resolved), resolved)
+    logging.info("results in %s", run_dir.path)
+
+    state = trainer.init(jax.random.PRNGKey(config.seed))
+    ckpt = checkpoint.Checkpointer(run_dir.sub("checkpoints"), max_to_keep=config.checkpoints_to_keep)
+    start_iteration = ckpt.latest_step() or 0
+    if start_iteration:
+        state = ckpt.restore(state, start_iteration)
+        logging.info("resuming from iteration %d", start_iteration)
+    state = trainer.place(state)
+    # Records logged after the checkpoint we start from describe iterations we redo
+    # (all of them, iteration 0's evaluation included, when there is no checkpoint).
+    run_dir.truncate_after(start_iteration if start_iteration else -1)
+    previous = run_dir.records[-1] if run_dir.records else {}
+    env_steps = int(previous.get("env_steps", 0))
+    wall_before = float(previous.get("wall_seconds", 0.0))
+
+    shape = pipeline.compile_shape(config, trainer)
+    start = time.perf_counter()
+    iteration_fn, it_report = compile_cache.warm_up(f"{pipeline.experiment}_iteration", trainer.iteration, state,
+                                                    cache_dir=cache_dir, shape=shape)
+    eval_fn, ev_report = compile_cache.warm_up(f"{pipeline.experiment}_evaluate", trainer.evaluate, state,
+                                               trainer.eval_key(state), cache_dir=cache_dir, shape=shape)
+    compile_seconds = it_report.compile_seconds + ev_report.compile_seconds
+    logging.info("%s", pipeline.banner(config, trainer))
+
+    def evaluate(now: Any) -> dict[str, float]:
+        return pipeline.eval_fields(_floats(jax.device_get(eval_fn(now, trainer.eval_key(now)))))
+
+    # A resumed run's evaluations so far are in its records.
+    evals = [r for r in run_dir.records if r.get("eval_return") is not None]
+    best_eval = max((r["eval_return"] for r in evals), default=None)
+    last_eval = evals[-1] if evals else None
+    if start_iteration == 0:
+        last_eval = evaluate(state)
+        record = {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0, "compile_seconds": compile_seconds,
+                  **last_eval}
+        run_dir.log(record)
+        best_eval = last_eval["eval_return"]
+        if pipeline.first_eval_line is not None:
+            logging.info("%s", pipeline.first_eval_line(record))
+
+    iteration = start_iteration
+    loop_start = time.perf_counter()
+    with launch.StopFlag() as stop:
+        while iteration < config.num_iterations and stop.signal is None:
+            t0 = time.perf_counter()
+            state, metrics = iteration_fn(state)
+            metrics = _floats(jax.device_get(metrics))
+            seconds = time.perf_counter() - t0
+            iteration += 1
+            env_steps += int(metrics["iteration_env_steps"])
+            record = {"iteration": iteration, "env_steps": env_steps,
+                      "env_steps_per_s": metrics["iteration_env_steps"] / seconds,
+                      "iteration_seconds": seconds, **metrics}
+            if iteration == start_iteration + 1:
+                record["compile_seconds"] = compile_seconds
+            if iteration % config.eval_every == 0 or iteration == config.num_iterations:
+                last_eval = evaluate(state)
+                record.update(last_eval)
+                best_eval = last_eval["eval_return"] if best_eval is None else max(best_eval, last_eval["eval_return"])
+            record["wall_seconds"] = wall_before + (time.perf_counter() - start)
+            run_dir.log(record)
+            done = iteration - start_iteration
+            eta = (time.perf_counter() - loop_start) / done * (config.num_iterations - iteration)
+            logging.info("iteration %d/%d | %s%.0f steps/s | %.2f s | ETA %s", iteration, config.num_iterations,
+                         pipeline.progress(record), record["env_steps_per_s"], seconds, launch.format_eta(eta))
+            if iteration % config.checkpoint_every == 0 or stop.signal is not None:
+                ckpt.save(iteration, state)
+        if ckpt.latest_step() != iteration:
+            ckpt.save(iteration, state)
+        stopped_by = signal.Signals(stop.signal).name if stop.signal is not None else None
+    ckpt.close()
+
+    pipeline.plot(run_dir, trainer)
+    summary = {
+        "best_eval_return": best_eval,
+        "final_eval_return": None if last_eval is None else last_eval["eval_return"],
+        "iterations": iteration,
+        "env_steps": env_steps,
+        "wall_seconds": wall_before + (time.perf_counter() - start),
+        "compile_seconds": compile_seconds,
+        "compile_cache_hits": it_report.cache_hits + ev_report.cache_hits,
+        "stopped_by_signal": stopped_by,
+        "versions": launch.versions(),
+        "devices": launch.device_summary()["devices"],
+        "run_dir": run_dir.path,
+        **pipeline.summary_fields(run_dir.records, last_eval),
+    }
+    run_dir.write_summary(summary)
+    logging.info("done: %s", {k: summary[k] for k in ("best_eval_return", "final_eval_return", "env_steps")})
+    return summary
+
+
+def absl_main(run_fn: Callable[[ml_collections.ConfigDict], Any],
+              config_flag: flags.FlagHolder) -> Callable[[Sequence[str]], None]:
+    """An absl `main` calling `run_fn` on the parsed `config_flag`; bad input ends in one line, status 2."""
+
+    @launch.user_errors_exit
+    def main(argv: Sequence[str]) -> None:
+        del argv
+        run_fn(config_flag.value)
+
+    return main
