@@ -29,7 +29,6 @@ from typing import Any, Protocol
 import jax
 import ml_collections
 from absl import flags, logging
-from jax.sharding import Mesh
 from jaxtyping import PRNGKeyArray
 
 from common import checkpoint, compile_cache, config as config_lib, launch, results
@@ -69,8 +68,9 @@ class Pipeline:
     experiment: str
     # `validate(config, n_devices)` raises ConfigError before anything is built.
     validate: Callable[[ml_collections.ConfigDict, int], None]
-    # `make_trainer(config, mesh)`; may raise UserError for input only it can check.
-    make_trainer: Callable[[ml_collections.ConfigDict, Mesh | None], Trainer]
+    # `make_trainer(config, mesh, **env_overrides)`; may raise UserError for input only
+    # it can check.
+    make_trainer: Callable[..., Trainer]
     # What the compile-cache markers record as the compiled shape.
     compile_shape: Callable[[ml_collections.ConfigDict, Trainer], dict[str, Any]]
     # One line, logged after compiling, saying what an iteration does.
@@ -197,6 +197,15 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     run_dir.write_summary(summary)
     logging.info("done: %s", {k: summary[k] for k in ("best_eval_return", "final_eval_return", "env_steps")})
     return summary
+
+
+def restore_latest(run_path: str, config: ml_collections.ConfigDict, pipeline: Pipeline,
+                   **trainer_kwargs: Any) -> tuple[Trainer, Any]:
+    """A single-device trainer for `config` and the latest checkpointed state of the run in
+    `run_path` (evaluation, export); `trainer_kwargs` go to `pipeline.make_trainer`."""
+    trainer = pipeline.make_trainer(config, None, **trainer_kwargs)
+    template = trainer.init(jax.random.PRNGKey(config.seed))
+    return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template)
 
 
 def absl_main(run_fn: Callable[[ml_collections.ConfigDict], Any],

@@ -14,7 +14,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from common import checkpoint, host_loop, results
+from common import host_loop, results
 from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer, TrainState
 
@@ -73,6 +73,4 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def restore_latest(run_path: str, config: ml_collections.ConfigDict, **env_overrides) -> tuple[Trainer, TrainState]:
     """The trainer and the latest checkpointed state of the run in `run_path`."""
-    trainer = Trainer(config, None, **env_overrides)
-    template = trainer.init(jax.random.PRNGKey(config.seed))
-    return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template)
+    return host_loop.restore_latest(run_path, config, _PIPELINE, **env_overrides)

@@ -165,9 +165,10 @@ def input_stats(
 
 
 def pooled_input_stats(
-    reference: Float[Array, "M D"], policy: normalizer.RunningStats, std_floor: float = 0.05
+    reference: normalizer.RunningStats, policy: normalizer.RunningStats, std_floor: float = 0.05
 ) -> tuple[Float[Array, " D"], Float[Array, " D"]]:
-    """Mean and floored std of an equal mixture of the reference windows and `policy`.
+    """Mean and floored std of an equal mixture of the reference windows' and the policy's
+    statistics; the counts do not weigh (`normalizer.from_batch` makes either).
 
     Normalising by the reference alone measures a policy feature that the clips hold
     still (base angular velocity, hip yaw) in units of the std floor, so the policy sits
@@ -176,10 +177,8 @@ def pooled_input_stats(
     is flat over the policy's samples. In units of the pooled spread the gap is a few
     units, and the penalty (and `input_noise`) keep the discriminator sloped across it.
     """
-    reference = jnp.asarray(reference, jnp.float32)
-    ref_mean, ref_var = jnp.mean(reference, axis=0), jnp.var(reference, axis=0)
-    mean = 0.5 * (ref_mean + policy.mean)
-    var = 0.5 * (ref_var + policy.variance) + jnp.square(0.5 * (ref_mean - policy.mean))
+    mean = 0.5 * (reference.mean + policy.mean)
+    var = 0.5 * (reference.variance + policy.variance) + jnp.square(0.5 * (reference.mean - policy.mean))
     return mean, jnp.maximum(jnp.sqrt(var), std_floor)
 
 

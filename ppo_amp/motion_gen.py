@@ -2,8 +2,9 @@
 
 A periodic flat-footed gait is written down in the world (footprints, swing-foot paths,
 a base moving at constant speed with a small sway, and a pelvis that twists, rolls and
-pitches with the steps) and turned into joint angles by analytic leg inverse kinematics; velocities and contacts are then derived by the same
-code as for loaded clips (`motion.clip_from_positions`).
+pitches with the steps) and turned into joint angles by analytic leg inverse
+kinematics; velocities and contacts are then derived by the same code as for loaded
+clips (`motion.clip_from_positions`).
 
 The biped's +-20 deg ankle pitch shapes the gait. A flat stance foot needs the shank
 within that angle of vertical, which keeps the stance foot within a few centimetres of

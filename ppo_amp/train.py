@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from common import checkpoint, host_loop, results
+from common import host_loop, results
 from ppo_amp import config as ppo_config
 from ppo_amp.trainer import Trainer, TrainState
 
@@ -93,6 +93,4 @@ def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def restore_latest(run_path: str, config: ml_collections.ConfigDict, **env_overrides) -> tuple[Trainer, TrainState]:
     """The trainer and the latest checkpointed state of the run in `run_path`."""
-    trainer = Trainer(config, None, **env_overrides)
-    template = trainer.init(jax.random.PRNGKey(config.seed))
-    return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template)
+    return host_loop.restore_latest(run_path, config, _PIPELINE, **env_overrides)

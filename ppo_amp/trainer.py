@@ -92,6 +92,7 @@ class Trainer:
         if self.amp_enabled:
             clips = reference_clips(config)
             self.reference = jnp.asarray(amp_features.reference_windows(clips, self.window), jnp.float32)
+            self.reference_stats = normalizer.from_batch(self.reference)
             self.disc_optimizer = amp.make_optimizer(config.amp.learning_rate, config.amp.weight_decay)
         self.eval_steps = max(1, round(config.eval_seconds / self.env.dt))
         self.eval_env = self.make_eval_env(tuple(config.eval_command), self.eval_steps, **env_overrides)
@@ -283,7 +284,7 @@ class Trainer:
             if c.amp.normalization == "pooled":
                 filled = jnp.arange(replay.data.shape[0]) < replay.size
                 recent = normalizer.merge(normalizer.from_batch(replay.data, filled), normalizer.from_batch(windows))
-                disc = amp.with_input_stats(disc, *amp.pooled_input_stats(self.reference, recent))
+                disc = amp.with_input_stats(disc, *amp.pooled_input_stats(self.reference_stats, recent))
             disc, disc_opt, disc_metrics = amp.update(
                 k_disc, disc, disc_opt, self.disc_optimizer, self.reference, windows, replay,
                 batch_size=c.amp.batch_size, num_steps=c.amp.steps_per_iteration, loss_type=c.amp.loss,

@@ -353,18 +353,19 @@ def test_pooled_input_stats_is_an_equal_mixture():
     kr, kp = jax.random.split(jax.random.key(11))
     ref = jax.random.normal(kr, (300, 4)) * jnp.array([0.0, 1.0, 2.0, 0.5]) + 1.0
     pol = jax.random.normal(kp, (300, 4)) * 3.0 - 2.0
-    mean, std = amp.pooled_input_stats(ref, normalizer.from_batch(pol), std_floor=0.05)
+    mean, std = amp.pooled_input_stats(normalizer.from_batch(ref), normalizer.from_batch(pol), std_floor=0.05)
     both = np.concatenate([np.asarray(ref), np.asarray(pol)])
     np.testing.assert_allclose(mean, both.mean(axis=0), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(std, both.std(axis=0), rtol=1e-4)
     # The policy's count does not weigh: a million policy samples count as much as 300.
     many = normalizer.RunningStats(count=jnp.asarray(1e6), mean=jnp.mean(pol, 0), m2=jnp.var(pol, 0) * 1e6)
-    mean2, std2 = amp.pooled_input_stats(ref, many)
+    mean2, std2 = amp.pooled_input_stats(normalizer.from_batch(ref), many)
     np.testing.assert_allclose(mean2, mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(std2, std, rtol=1e-4)
     # A feature constant in both sets keeps the floor.
     const = jnp.zeros((10, 1))
-    np.testing.assert_allclose(amp.pooled_input_stats(const, normalizer.from_batch(const), std_floor=0.05)[1], [0.05])
+    const_stats = normalizer.from_batch(const)
+    np.testing.assert_allclose(amp.pooled_input_stats(const_stats, const_stats, std_floor=0.05)[1], [0.05])
 
 
 def test_input_noise_blurs_training_but_metrics_read_clean_batches():

@@ -53,7 +53,8 @@ def test_iterations_are_finite_and_report_every_figure(single):
     assert trainer.config.amp.normalization == "pooled"
     size = int(state.replay.size)
     assert size == 2 * trainer.num_envs * trainer.config.rollout_length
-    mean, std = amp.pooled_input_stats(trainer.reference, normalizer.from_batch(state.replay.data[:size]))
+    mean, std = amp.pooled_input_stats(normalizer.from_batch(trainer.reference),
+                                       normalizer.from_batch(state.replay.data[:size]))
     np.testing.assert_allclose(state.disc.norm_mean, mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(state.disc.norm_std, std, rtol=1e-4, atol=1e-5)
     assert np.all(np.isfinite(_params(state)))
