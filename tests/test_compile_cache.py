@@ -19,7 +19,7 @@ env = envs.make("humanoid")
 keys = jax.random.split(jax.random.PRNGKey(0), 2)
 fn = jax.jit(lambda k: jax.vmap(env.step)(jax.vmap(env.reset)(k), jax.numpy.zeros((2, 17))).reward)
 compiled, report = compile_cache.warm_up("test_step", fn, keys, cache_dir=cache, shape={"batch": 2})
-print(json.dumps({"seconds": report.compile_seconds, "hits": report.cache_hits}))
+print(json.dumps({"seconds": report.compile_seconds, "xla": report.xla_seconds, "hits": report.cache_hits}))
 """
 
 
@@ -37,7 +37,9 @@ def test_second_run_hits_the_cache(tmp_path):
     second = _run(cache_dir)
     assert first["hits"] == 0
     assert second["hits"] >= 1
-    assert second["seconds"] < 0.5 * first["seconds"]
+    # Tracing and lowering run in both processes and swing with the load on the machine
+    # (the other test worker compiles beside this one); only the XLA compile is cached.
+    assert second["xla"] < 0.25 * first["xla"], (first, second)
     marker = json.load(open(os.path.join(cache_dir, "test_step.marker.json")))
     assert marker["shape"] == {"batch": 2} and marker["backend"] == "cpu"
     assert {"jax", "mujoco", "mujoco-mjx"} <= set(marker["versions"])
