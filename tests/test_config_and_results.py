@@ -139,10 +139,11 @@ def test_logging_cost_does_not_grow_with_the_run(tmp_path):
     first = log_block(0)
     for start in range(100, 1500, 100):
         log_block(start)
-    late = log_block(1500)
+    # The fastest of three late blocks: a slow one means the other test worker was busy.
+    late = min(log_block(start) for start in (1500, 1600, 1700))
     # Before the fix the late block took ~100x the first; allow generous timing noise.
     assert late < 5 * first + 0.5, (first, late)
-    assert len(open(run.sub("metrics.csv")).read().splitlines()) == 1601
+    assert len(open(run.sub("metrics.csv")).read().splitlines()) == 1801
     # A reopened run (a resume) indexes the columns of the records it reads back.
     again = results.RunDir(str(tmp_path), "ppo_amp", "r", {"a": 1})
     again.truncate_after(9)
