@@ -147,7 +147,7 @@ def test_bad_settings_are_refused_before_any_compile(tmp_path):
 def test_a_batch_runs_finite_with_randomisation_and_auto_terminates():
     env = envs.make("biped_walk", episode_length=30)
     keys = jax.random.split(jax.random.PRNGKey(3), 8)
-    reset = eqx.filter_jit(jax.vmap(env.reset))
+    reset = eqx.filter_jit(lambda k: jax.vmap(env.reset)(k))
     roll = eqx.filter_jit(lambda s: jax.lax.scan(
         lambda s, _: (lambda n: (n, (n.done, n.obs, n.reward)))(jax.vmap(env.step)(s, jnp.zeros((8, 12)))),
         s, None, length=30))
