@@ -11,6 +11,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 from jaxtyping import Array, Bool, Float
 
 
@@ -28,7 +29,7 @@ class RunningStats(eqx.Module):
         return jnp.sqrt(self.variance)
 
 
-def init(dim: int, dtype=jnp.float32) -> RunningStats:
+def init(dim: int, dtype: DTypeLike = jnp.float32) -> RunningStats:
     return RunningStats(
         count=jnp.zeros((), dtype), mean=jnp.zeros((dim,), dtype), m2=jnp.zeros((dim,), dtype)
     )

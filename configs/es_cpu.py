@@ -10,10 +10,12 @@ keeps candidates close to theta; the reservoir's inputs are scaled so that its u
 stay out of saturation.
 """
 
+import ml_collections
+
 from configs import es
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     c = es.get_config()
     c.cpu_devices = 2
     c.pairs = 256

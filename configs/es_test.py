@@ -1,9 +1,11 @@
 """What `test_run.sh` runs: the production config shrunk to minutes on a CPU."""
 
+import ml_collections
+
 from configs import es
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     c = es.get_config()
     c.pairs = 32
     c.candidate_chunk = 32

@@ -7,10 +7,12 @@ update is a large share of an iteration on a CPU), and commands centred on walki
 forward, which is what the evaluation asks for (0.5 m/s).
 """
 
+import ml_collections
+
 from configs import ppo_amp
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     c = ppo_amp.get_config()
     c.cpu_devices = 2
     # 64 per device: 128 per device deadlocks XLA's CPU runtime (BENCHMARKS.md).

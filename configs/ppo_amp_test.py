@@ -3,10 +3,12 @@
     python -m experiments.ppo_amp --config=configs/ppo_amp_test.py
 """
 
+import ml_collections
+
 from configs import ppo_amp
 
 
-def get_config():
+def get_config() -> ml_collections.ConfigDict:
     c = ppo_amp.get_config()
     c.num_envs = 16
     c.rollout_length = 8

@@ -1,11 +1,13 @@
 """Wall-clock timing shared by the benchmarks."""
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
 
-def best_seconds(fn, *args, repeats: int) -> float:
+def best_seconds(fn: Callable[..., Any], *args: Any, repeats: int) -> float:
     """The fastest of `repeats` calls of `fn(*args)`, each waited for to the end."""
     best = float("inf")
     for _ in range(repeats):
@@ -15,7 +17,7 @@ def best_seconds(fn, *args, repeats: int) -> float:
     return best
 
 
-def per_device(fn, mesh):
+def per_device(fn: Callable[..., Any], mesh: jax.sharding.Mesh | None) -> Callable[..., Any]:
     """`fn` over a batch split along its first axis across `mesh` (itself without one).
 
     With several devices the baselines split the batch as the trainers split theirs, so

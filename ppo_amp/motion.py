@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import mujoco
 import numpy as np
-from jaxtyping import Float
+from jaxtyping import ArrayLike, Float
 
 from common import robots
 from common.errors import UserError
@@ -249,7 +249,8 @@ def _checked(source: str, key: str, value, shape: tuple[int | None, ...]) -> np.
 
 
 def validate_poses(
-    source: str, fps, root_pos, root_quat, joint_pos, num_joints: int = 12
+    source: str, fps: ArrayLike, root_pos: ArrayLike, root_quat: ArrayLike, joint_pos: ArrayLike,
+    num_joints: int = 12,
 ) -> tuple[float, Float[np.ndarray, "T 3"], Float[np.ndarray, "T 4"], Float[np.ndarray, "T J"]]:
     """Checks raw arrays (naming `source` in any error) and normalises the quaternions."""
     fps_array = np.asarray(fps)
