@@ -31,6 +31,30 @@ def positive_int(config: ml_collections.ConfigDict, *fields: str) -> None:
         require(isinstance(v, int) and not isinstance(v, bool) and v > 0, f, "must be a positive integer", v)
 
 
+def non_negative_int(config: ml_collections.ConfigDict, *fields: str) -> None:
+    for f in fields:
+        v = config[f]
+        require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f, "must be an integer >= 0", v)
+
+
+def with_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with every field it lacks taken from `defaults`, nested ones included.
+
+    A run's config.json holds the fields of its day; fields added later read their
+    defaults, which keep the behaviour the run was trained with.
+    """
+    merged = ml_collections.ConfigDict(to_dict(defaults))
+    def fill(dst: ml_collections.ConfigDict, src: ml_collections.ConfigDict) -> None:
+        for k, v in src.items():
+            if isinstance(v, ml_collections.ConfigDict) and isinstance(dst.get(k), ml_collections.ConfigDict):
+                fill(dst[k], v)
+            else:
+                dst[k] = v
+    with merged.unlocked():
+        fill(merged, config)
+    return merged
+
+
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """A plain, JSON-ready dict of the resolved config (tuples become lists)."""
     return json.loads(config.to_json_best_effort(sort_keys=True))

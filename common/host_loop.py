@@ -150,7 +150,10 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     iteration = start_iteration
     loop_start = time.perf_counter()
     with launch.StopFlag() as stop:
-        while iteration < config.num_iterations and stop.signal is None:
+        def budget_left() -> bool:
+            return not config.max_env_steps or env_steps < config.max_env_steps
+
+        while iteration < config.num_iterations and budget_left() and stop.signal is None:
             t0 = time.perf_counter()
             state, metrics = iteration_fn(state)
             metrics = _floats(jax.device_get(metrics))
@@ -162,7 +165,7 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
                       "iteration_seconds": seconds, **metrics}
             if iteration == start_iteration + 1:
                 record["compile_seconds"] = compile_seconds
-            if iteration % config.eval_every == 0 or iteration == config.num_iterations:
+            if iteration % config.eval_every == 0 or iteration == config.num_iterations or not budget_left():
                 last_eval = evaluate(state)
                 record.update(last_eval)
                 best_eval = last_eval["eval_return"] if best_eval is None else max(best_eval, last_eval["eval_return"])

@@ -71,15 +71,21 @@ def merge_stacked(stats: RunningStats) -> RunningStats:
 def normalize(
     stats: RunningStats,
     x: Float[Array, "*batch dim"],
-    clip: float = 5.0,
+    clip: float | None = 5.0,
     eps: float = 1e-8,
     std_floor: float = 0.0,
+    zero_below: float = 0.0,
 ) -> Float[Array, "*batch dim"]:
     """(x - mean) / max(std, std_floor), clipped to +-clip; identity until samples arrive.
 
     `std_floor` keeps near-constant features (a force that is almost always zero) from
-    being blown up to +-clip by rounding-level variation.
+    being blown up to +-clip by rounding-level variation. `zero_below` is ARS's rule for
+    the same problem: a feature whose std is below it reads 0. `clip=None` does not clip.
     """
+    raw_std = jnp.sqrt(stats.variance)
     std = jnp.maximum(jnp.sqrt(stats.variance + eps), std_floor)
-    std = jnp.where(stats.count > 1.0, std, 1.0)
-    return jnp.clip((x - stats.mean) / std, -clip, clip)
+    started = stats.count > 1.0
+    y = (x - stats.mean) / jnp.where(started, std, 1.0)
+    if zero_below > 0.0:
+        y = jnp.where(started & (raw_std < zero_below), 0.0, y)
+    return y if clip is None else jnp.clip(y, -clip, clip)

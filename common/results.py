@@ -155,27 +155,41 @@ class RunDir:
     def write_summary(self, summary: dict[str, Any]) -> None:
         _atomic_write_json(self.sub("summary.json"), {k: _finite_or_none(v) for k, v in summary.items()})
 
-    def plot(self, x: str, ys: Sequence[str], filename: str, title: str = "") -> str | None:
-        """Plots columns `ys` against `x` from the records; returns the PNG path."""
-        import matplotlib  # pylint: disable=import-outside-toplevel
+    def plot(self, x: str, ys: Sequence[str], filename: str, title: str = "",
+             reference: tuple[str, Sequence[tuple[float, float]]] | None = None) -> str | None:
+        """Plots columns `ys` against `x` from the records; returns the PNG path.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
+        `reference` is a labelled curve drawn beside them (a published baseline).
+        """
         series = {y: [(r[x], r[y]) for r in self._records if r.get(x) is not None and r.get(y) is not None] for y in ys}
         series = {y: pts for y, pts in series.items() if pts}
         if not series:
             return None
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-        for y, pts in series.items():
-            xs, vs = zip(*pts)
-            ax.plot(xs, vs, marker="o" if len(pts) < 30 else None, label=y)
-        ax.set_xlabel(x)
-        ax.set_title(title or os.path.basename(self.path))
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
         out = self.sub(os.path.join("plots", filename))
-        fig.savefig(out)
-        plt.close(fig)
+        plot_curves(series, out, x, title=title or os.path.basename(self.path), reference=reference)
         return out
+
+
+def plot_curves(series: dict[str, Sequence[tuple[float, float]]], path: str, xlabel: str, title: str = "",
+                reference: tuple[str, Sequence[tuple[float, float]]] | None = None) -> None:
+    """Writes a PNG of labelled (x, y) curves, with `reference` drawn dashed in black."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    for label, pts in series.items():
+        xs, vs = zip(*pts)
+        ax.plot(xs, vs, marker="o" if len(pts) < 30 else None, label=label)
+    if reference is not None:
+        label, pts = reference
+        xs, vs = zip(*pts)
+        ax.plot(xs, vs, "k--", marker="s", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -8,8 +8,10 @@ the result equals the full scan.
 
 A population of `population` candidates is evaluated as `population // chunk` chunks by
 `lax.map`, so memory is O(chunk). Each candidate's parameters and reset key come from
-`candidate_fn(theta, index, key)` inside its chunk, so the population's parameters are
-never held whole. With a mesh, candidates are split contiguously across its devices and
+`candidate_fn(theta, item, key)` inside its chunk, where `item` is the candidate's index
+(perturbative ES regenerates its noise from it, so the population's parameters are never
+held whole) or, for a population that exists as an array (an evosax strategy's ask), the
+candidate's slice of the per-candidate inputs. With a mesh, candidates are split contiguously across its devices and
 each device runs its share in chunks of `chunk // n_devices`.
 """
 
@@ -42,6 +44,9 @@ class Outcome(eqx.Module):
     length: Int[Array, " batch"]
     diverged: Bool[Array, " batch"]
     obs_stats: normalizer.RunningStats
+    # Per member, each of the env's scalar metrics summed over the steps it lived (the
+    # reward terms, `reward/<name>`, sum to `episode_return`).
+    metric_sums: dict[str, Float[Array, " batch"]]
 
 
 def select(mask: Bool[Array, " batch"], on_true: PyTree, on_false: PyTree) -> PyTree:
@@ -62,6 +67,7 @@ class _Carry(eqx.Module):
     diverged: Bool[Array, " batch"]
     done: Bool[Array, " batch"]
     obs_stats: normalizer.RunningStats
+    metric_sums: dict[str, Float[Array, " batch"]]
 
 
 def _start(env: Env, init_carry: InitCarryFn, params: Params, keys: PRNGKeyArray) -> _Carry:
@@ -76,6 +82,7 @@ def _start(env: Env, init_carry: InitCarryFn, params: Params, keys: PRNGKeyArray
         diverged=jnp.zeros((batch,), bool),
         done=jnp.zeros((batch,), bool),
         obs_stats=normalizer.init(state.obs.shape[-1], state.obs.dtype),
+        metric_sums={k: jnp.zeros((batch,), state.reward.dtype) for k in state.metrics},
     )
 
 
@@ -92,6 +99,7 @@ def _advance(env: Env, act: ActFn, params: Params, c: _Carry) -> _Carry:
         diverged=c.diverged | (alive & (new.metrics["diverged"] > 0)),
         done=c.done | new.done,
         obs_stats=normalizer.merge(c.obs_stats, normalizer.from_batch(c.state.obs, alive)),
+        metric_sums={k: v + jnp.where(alive, new.metrics[k], 0.0) for k, v in c.metric_sums.items()},
     )
 
 
@@ -141,6 +149,7 @@ def rollout(
         length=carry.length,
         diverged=carry.diverged,
         obs_stats=carry.obs_stats,
+        metric_sums=carry.metric_sums,
     )
 
 
@@ -153,6 +162,15 @@ class _Queue(eqx.Module):
     episode_return: Float[Array, " n"]
     length: Int[Array, " n"]
     diverged: Bool[Array, " n"]
+    metric_sums: dict[str, Float[Array, " n"]]
+
+
+def _take(tree: PyTree, index: Int[Array, "..."]) -> PyTree:
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def _length(tree: PyTree) -> int:
+    return jax.tree.leaves(tree)[0].shape[0]
 
 
 def rollout_queue(
@@ -162,12 +180,12 @@ def rollout_queue(
     candidate_fn: CandidateFn,
     theta: PyTree,
     key: PRNGKeyArray,
-    indices: Int[Array, " n"],
+    indices: PyTree,
     slots: int,
     horizon: int,
     block: int,
 ) -> Outcome:
-    """One episode per candidate of `indices`, run on `slots` members as a work queue.
+    """One episode per candidate of `indices` (leading axis n), run on `slots` members as a work queue.
 
     A batch of `rollout` lasts as long as its longest-lived member. Here a slot whose
     episode has ended takes the next waiting candidate at the next block boundary (its
@@ -178,11 +196,11 @@ def rollout_queue(
     """
     if block < 1 or horizon % block:
         raise ValueError(f"early-exit block {block} must be >= 1 and divide horizon {horizon}")
-    n = indices.shape[0]
+    n = _length(indices)
     if n < slots:
         raise ValueError(f"{n} candidates cannot fill {slots} slots")
     make = jax.vmap(candidate_fn, in_axes=(None, 0, None))
-    params, keys = make(theta, indices[:slots], key)
+    params, keys = make(theta, _take(indices, slice(0, slots)), key)
     first = _start(env, init_carry, params, keys)
     queue = _Queue(
         slots=first,
@@ -192,6 +210,7 @@ def rollout_queue(
         episode_return=jnp.zeros((n,), first.episode_return.dtype),
         length=jnp.zeros((n,), jnp.int32),
         diverged=jnp.zeros((n,), bool),
+        metric_sums={k: jnp.zeros((n,), v.dtype) for k, v in first.metric_sums.items()},
     )
 
     def one_step(c: _Carry, params) -> tuple[_Carry, None]:
@@ -207,12 +226,13 @@ def rollout_queue(
         episode_return = q.episode_return.at[target].set(c.episode_return, mode="drop")
         length = q.length.at[target].set(c.length, mode="drop")
         diverged = q.diverged.at[target].set(c.diverged, mode="drop")
+        metric_sums = {k: v.at[target].set(c.metric_sums[k], mode="drop") for k, v in q.metric_sums.items()}
         # Finished slots take the next candidates in order; past the end they go idle
         # (and stay done, so they are never stepped again).
         wanted = q.next_position + jnp.cumsum(finished.astype(jnp.int32)) - 1
         refill = finished & (wanted < n)
         position = jnp.where(finished, jnp.where(refill, wanted, n), q.position)
-        new_params, new_keys = make(theta, indices[jnp.clip(wanted, 0, n - 1)], key)
+        new_params, new_keys = make(theta, _take(indices, jnp.clip(wanted, 0, n - 1)), key)
         fresh = _start(env, init_carry, new_params, new_keys)
         # Per-slot fields switch to the fresh episode; the statistics gathered so far
         # are shared by all slots and carried on.
@@ -226,6 +246,7 @@ def rollout_queue(
             episode_return=episode_return,
             length=length,
             diverged=diverged,
+            metric_sums=metric_sums,
         )
 
     queue = jax.lax.while_loop(lambda q: jnp.any(q.position < n), run_block, queue)
@@ -234,6 +255,7 @@ def rollout_queue(
         length=queue.length,
         diverged=queue.diverged,
         obs_stats=queue.slots.obs_stats,
+        metric_sums=queue.metric_sums,
     )
 
 
@@ -244,16 +266,18 @@ def _evaluate_local(
     candidate_fn: CandidateFn,
     theta: PyTree,
     key: PRNGKeyArray,
-    indices: Int[Array, "n_chunks chunk"],
+    indices: PyTree,
     horizon: int,
     block: int | None,
     queue: bool = False,
 ) -> Outcome:
+    """`indices`: per-candidate inputs with leading axes [n_chunks, chunk]."""
     if queue:
-        return rollout_queue(env, act, init_carry, candidate_fn, theta, key, indices.reshape(-1),
-                             indices.shape[1], horizon, block)
+        slots = jax.tree.leaves(indices)[0].shape[1]
+        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), indices)
+        return rollout_queue(env, act, init_carry, candidate_fn, theta, key, flat, slots, horizon, block)
 
-    def eval_chunk(idx: Int[Array, " chunk"]) -> Outcome:
+    def eval_chunk(idx: PyTree) -> Outcome:
         params, keys = jax.vmap(candidate_fn, in_axes=(None, 0, None))(theta, idx, key)
         return rollout(env, act, init_carry, params, keys, horizon, block)
 
@@ -263,6 +287,7 @@ def _evaluate_local(
         length=per_chunk.length.reshape(-1),
         diverged=per_chunk.diverged.reshape(-1),
         obs_stats=normalizer.merge_stacked(per_chunk.obs_stats),
+        metric_sums={k: v.reshape(-1) for k, v in per_chunk.metric_sums.items()},
     )
 
 
@@ -280,12 +305,15 @@ def evaluate_population(
     block: int | None = None,
     mesh: Mesh | None = None,
     queue: bool = False,
+    candidates: PyTree | None = None,
 ) -> Outcome:
     """Evaluates candidates `0..population-1` in chunks; results in candidate order.
 
-    `theta` and `key` are shared by all candidates; `candidate_fn(theta, i, key)` makes
-    candidate i's parameters and reset key. With `mesh` (one axis), the population is
-    sharded across its devices. With `queue` (which needs `block`), each device runs
+    `theta` and `key` are shared by all candidates; `candidate_fn(theta, item, key)` makes
+    a candidate's parameters and reset key from its item: its index, or with
+    `candidates` (a pytree of arrays whose leading axis is the population) its slice of
+    them. With `mesh` (one axis), the population is sharded across its devices, and so
+    are `candidates`: each device receives only its own candidates' rows. With `queue` (which needs `block`), each device runs
     its candidates as a work queue on `chunk / n_devices` slots (`rollout_queue`)
     instead of chunk after chunk.
     """
@@ -294,8 +322,12 @@ def evaluate_population(
     if population % chunk:
         raise ValueError(f"population {population} is not divisible by chunk {chunk}")
     n_chunks = population // chunk
+    if candidates is None:
+        candidates = jnp.arange(population, dtype=jnp.int32)
+    elif _length(candidates) != population:
+        raise ValueError(f"candidates have {_length(candidates)} rows for a population of {population}")
     if mesh is None or mesh.size == 1:
-        indices = jnp.arange(population, dtype=jnp.int32).reshape(n_chunks, chunk)
+        indices = jax.tree.map(lambda x: x.reshape(n_chunks, chunk, *x.shape[1:]), candidates)
         return _evaluate_local(env, act, init_carry, candidate_fn, theta, key, indices, horizon, block, queue)
 
     n_dev = mesh.size
@@ -304,10 +336,11 @@ def evaluate_population(
     (axis,) = mesh.axis_names
     local_chunk = chunk // n_dev
     # Device d evaluates candidates [d * population / n_dev, (d + 1) * population / n_dev).
-    indices = jnp.arange(population, dtype=jnp.int32).reshape(n_dev, n_chunks, local_chunk)
+    indices = jax.tree.map(lambda x: x.reshape(n_dev, n_chunks, local_chunk, *x.shape[1:]), candidates)
 
     def per_device(theta, key, idx):
-        out = _evaluate_local(env, act, init_carry, candidate_fn, theta, key, idx[0], horizon, block, queue)
+        local = jax.tree.map(lambda x: x[0], idx)
+        out = _evaluate_local(env, act, init_carry, candidate_fn, theta, key, local, horizon, block, queue)
         return jax.tree.map(lambda x: x[None], out)
 
     sharded = jax.shard_map(
@@ -323,4 +356,5 @@ def evaluate_population(
         length=sharded.length.reshape(-1),
         diverged=sharded.diverged.reshape(-1),
         obs_stats=normalizer.merge_stacked(sharded.obs_stats),
+        metric_sums={k: v.reshape(-1) for k, v in sharded.metric_sums.items()},
     )

@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout_queue = False
     # ES iterations to run in total (a resumed run continues up to this number).
     c.num_iterations = 1000
+    # Also stop once this many env steps are done (after the iteration that crosses it,
+    # which is evaluated); 0 means no limit. Schedules still run over num_iterations.
+    c.max_env_steps = 0
     c.seed = 0
     # Humanoid MJCF; None uses the one bundled in common/assets.
     c.xml_path = config_dict.placeholder(str)
@@ -36,6 +39,10 @@ def get_config() -> ml_collections.ConfigDict:
     # Constraint-solver and line-search iterations; None keeps the profile's values.
     c.solver_iterations = config_dict.placeholder(int)
     c.ls_iterations = config_dict.placeholder(int)
+    # Integrator ("euler", "rk4", "implicitfast") and contacts ("pairs": feet x floor,
+    # "floor": every body x floor, "all": the MJCF's); None keeps the profile's.
+    c.integrator = config_dict.placeholder(str)
+    c.contacts = config_dict.placeholder(str)
     # On the CPU backend, split the host into this many XLA devices, one per core, and
     # shard the population over them (0 keeps JAX's single CPU device; no effect on GPU).
     c.cpu_devices = 0
@@ -65,9 +72,19 @@ def get_config() -> ml_collections.ConfigDict:
     # The policy reads the first obs_features observation entries; 0 reads all 376.
     # 45 keeps Humanoid-v4's joint positions and velocities (qpos[2:], qvel).
     c.policy.obs_features = 0
+    # "clip" (std floored at obs_std_floor, clipped to +-obs_clip) or "ars" (ARS's rule:
+    # no clip, features with std < 1e-7 read 0).
+    c.policy.obs_norm = "clip"
+    # "tanh": scale tanh(.) + offset into the control range; "clip": linear, clamped to it.
+    c.policy.action_map = "tanh"
     # Leaves ES trains, any of w_out, b_out, w_in, bias, w_rec; the rest stay as drawn.
     c.policy.trainable = ("w_out", "b_out")
 
+    # "perturbative" (this trainer's antithetic ES, noise regenerated from keys) or an
+    # evosax 0.3.2 algorithm: "Open_ES", "ARS", "PGPE", "SNES", "Sep_CMA_ES" (asks for the
+    # population as a [2 * pairs, params] array; sigma is its initial scale, and
+    # fitness_shaping, top_k, noise_rank and weight_decay are the perturbative ES's own).
+    c.strategy = "perturbative"
     # Perturbation scale: starts at sigma, follows sigma_schedule to sigma_final.
     c.sigma = 0.02
     c.sigma_final = 0.02

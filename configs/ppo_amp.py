@@ -20,6 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Policy steps each env takes per iteration (50 Hz: 24 steps = 0.48 s).
     c.rollout_length = 24
     c.num_iterations = 3000
+    # Also stop once this many env steps are done (after the iteration that crosses it,
+    # which is evaluated); 0 means no limit. Schedules still run over num_iterations.
+    c.max_env_steps = 0
     # Episode length in policy steps (20 s).
     c.horizon = 1000
     # Split the host CPU into this many XLA devices (0: JAX's default, one).

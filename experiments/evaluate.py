@@ -36,7 +36,8 @@ from absl import app, flags
 
 from common import launch, robots
 from common.checkpoint import CheckpointError
-from common.config import ConfigError
+from common.config import ConfigError, with_defaults
+from configs import es as es_defaults, ppo_amp as ppo_defaults
 from common.envs.biped import config as biped_config
 from humanoid_es import config as es_config, train as es_train
 from ppo_amp import config as ppo_config, train as ppo_train
@@ -89,6 +90,7 @@ def _evaluate_es(run_path: str, config: ml_collections.ConfigDict) -> dict:
     if physics not in robots.PROFILES:
         raise ConfigError(f"--physics: must be one of {sorted(robots.PROFILES)}, got {physics!r}")
     episodes = _ES_EPISODES if _EPISODES.value is None else _EPISODES.value
+    config = with_defaults(config, es_defaults.get_config())
     config.physics = physics
     es_config.validate(config)
     _check_checkpoint(run_path)
@@ -103,6 +105,7 @@ def _evaluate_ppo_amp(run_path: str, config: ml_collections.ConfigDict, command)
     if physics not in biped_config.PROFILES:
         raise ConfigError(f"--physics: a PPO+AMP run needs a biped profile, one of {sorted(biped_config.PROFILES)}, "
                           f"got {physics!r}")
+    config = with_defaults(config, ppo_defaults.get_config())
     config.physics = physics
     ppo_config.validate(config)
     command = tuple(float(v) for v in config.eval_command) if command is None else command

@@ -8,8 +8,8 @@ import re
 import ml_collections
 
 from common import envs, physics, robots
-from common.config import ConfigError, positive_int, require
-from humanoid_es import es, policy, schedules
+from common.config import ConfigError, non_negative_int, positive_int, require
+from humanoid_es import es, policy, schedules, strategies
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -41,6 +41,7 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     require(isinstance(config.rollout_queue, bool) and (not config.rollout_queue or block > 0), "rollout_queue",
             "must be a bool, and True needs early_exit_block > 0 (slots refill at block boundaries)",
             config.rollout_queue)
+    non_negative_int(config, "max_env_steps")
     require(isinstance(config.seed, int), "seed", "must be an integer", config.seed)
     require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
             "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)
@@ -57,6 +58,10 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
             "must be a positive integer or None (keep the profile's value)",
             value,
         )
+    require(config.integrator is None or config.integrator in robots.INTEGRATORS, "integrator",
+            f"must be None (the profile's) or one of {robots.INTEGRATORS}", config.integrator)
+    require(config.contacts is None or config.contacts in robots.CONTACTS, "contacts",
+            f"must be None (the profile's) or one of {robots.CONTACTS}", config.contacts)
     if config.xml_path is not None:
         require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
     require(bool(config.results_dir), "results_dir", "must be a directory path", config.results_dir)
@@ -76,6 +81,7 @@ def _positive_float(config: ml_collections.ConfigDict, field: str, prefix: str =
 
 
 def _validate_es(config: ml_collections.ConfigDict) -> None:
+    require(config.strategy in strategies.NAMES, "strategy", f"must be one of {strategies.NAMES}", config.strategy)
     for field in ("sigma", "sigma_final", "learning_rate", "learning_rate_final"):
         _positive_float(config, field)
     for field in ("sigma_schedule", "learning_rate_schedule"):
@@ -102,6 +108,9 @@ def _validate_policy(p: ml_collections.ConfigDict) -> None:
     require(p.obs_std_floor >= 0, "policy.obs_std_floor", "must be >= 0", p.obs_std_floor)
     require(isinstance(p.obs_features, int) and p.obs_features >= 0, "policy.obs_features",
             "must be an integer >= 0 (0 reads every observation entry)", p.obs_features)
+    require(p.obs_norm in policy.OBS_NORMS, "policy.obs_norm", f"must be one of {policy.OBS_NORMS}", p.obs_norm)
+    require(p.action_map in policy.ACTION_MAPS, "policy.action_map", f"must be one of {policy.ACTION_MAPS}",
+            p.action_map)
     trainable = tuple(p.trainable)
     require(len(trainable) > 0 and set(trainable) <= set(policy.TRAINABLE_LEAVES), "policy.trainable",
             f"must be a non-empty subset of {policy.TRAINABLE_LEAVES}", trainable)
@@ -113,6 +122,7 @@ def policy_config(config: ml_collections.ConfigDict) -> policy.ReservoirConfig:
         size=p.size, sparsity=p.sparsity, spectral_radius=p.spectral_radius, leak_rate=p.leak_rate,
         input_scaling=p.input_scaling, bias_scaling=p.bias_scaling, readout_obs=p.readout_obs,
         obs_clip=p.obs_clip, obs_std_floor=p.obs_std_floor, obs_features=p.obs_features,
+        obs_norm=p.obs_norm, action_map=p.action_map,
     )
 
 
@@ -124,5 +134,7 @@ def env_overrides(config: ml_collections.ConfigDict) -> dict[str, object]:
         "impl": config.impl,
         "solver_iterations": config.solver_iterations,
         "ls_iterations": config.ls_iterations,
+        "integrator": config.integrator,
+        "contacts": config.contacts,
         "episode_length": config.horizon,
     }

@@ -6,9 +6,12 @@ the config train: `trainable_filter` marks them, `eqx.partition` splits them off
 ES flattens just those into its parameter vector.
 
     h' = (1 - leak) h + leak tanh(W_in x + W_rec h + b)
-    a  = scale tanh(W_out [h', x] + b_out) + offset
+    a  = scale tanh(W_out [h', x] + b_out) + offset                (action_map "tanh")
+    a  = clip(W_out [h', x] + b_out + offset, low, high)           (action_map "clip")
 
-`x` is the observation normalised by the running statistics and clipped to +-clip.
+`x` is the observation normalised by the running statistics: with `obs_norm` "clip",
+std floored and the result clipped to +-clip; with "ars", ARS's rule (no clip, features
+whose std is below 1e-7 read 0).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 from common import normalizer
 
 TRAINABLE_LEAVES = ("w_out", "b_out", "w_in", "bias", "w_rec")
+OBS_NORMS = ("clip", "ars")
+ACTION_MAPS = ("tanh", "clip")
+# ARS zeroes features whose std is below this (github.com/modestyachts/ARS, filter.py).
+ARS_ZERO_STD = 1e-7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +54,13 @@ class ReservoirConfig:
     # Humanoid-v4's first 45 are qpos[2:] and qvel; the other 331 (body inertias and
     # velocities, actuator and contact forces) multiply the parameter count by eight.
     obs_features: int = 0
+    # "clip": std floored at obs_std_floor, result clipped to +-obs_clip; "ars": no clip,
+    # near-constant features zeroed (ARS's normaliser).
+    obs_norm: str = "clip"
+    # "tanh" squashes into the control range; "clip" is a linear readout clamped to it,
+    # as MuJoCo clamps ARS's linear policy (the same theta moves the action 1/scale as
+    # much under tanh for small outputs).
+    action_map: str = "tanh"
 
 
 class Reservoir(eqx.Module):
@@ -71,13 +85,21 @@ class Reservoir(eqx.Module):
         obs: Float[Array, " obs"],
     ) -> tuple[Float[Array, " res"], Float[Array, " act"]]:
         c = self.config
-        x = normalizer.normalize(stats, obs, clip=c.obs_clip, std_floor=c.obs_std_floor)
+        if c.obs_norm == "ars":
+            x = normalizer.normalize(stats, obs, clip=None, zero_below=ARS_ZERO_STD)
+        else:
+            x = normalizer.normalize(stats, obs, clip=c.obs_clip, std_floor=c.obs_std_floor)
         if c.obs_features:
             x = x[: c.obs_features]
         pre = self.w_in @ x + self.w_rec @ h + self.bias
         h = (1.0 - c.leak_rate) * h + c.leak_rate * jnp.tanh(pre)
         features = jnp.concatenate([h, x]) if c.readout_obs else h
-        action = self.action_scale * jnp.tanh(self.w_out @ features + self.b_out) + self.action_offset
+        out = self.w_out @ features + self.b_out
+        if c.action_map == "clip":
+            low = self.action_offset - self.action_scale
+            action = jnp.clip(out + self.action_offset, low, low + 2.0 * self.action_scale)
+        else:
+            action = self.action_scale * jnp.tanh(out) + self.action_offset
         return h, action
 
 

@@ -19,6 +19,9 @@ from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer, TrainState
 
 EXPERIMENT = "es"
+# ARS's median evaluation return over its 26 Humanoid-v1 logs at 5M, 10M and 12M env
+# steps (github.com/modestyachts/ARS, trained_policies/Humanoid-v1): the bar ES must reach.
+ARS_MEDIAN = ((5e6, 702.0), (10e6, 878.0), (12e6, 959.0))
 
 
 def _compile_shape(config: ml_collections.ConfigDict, trainer: Trainer) -> dict[str, Any]:
@@ -37,7 +40,9 @@ def _first_eval_line(record: dict[str, Any]) -> str:
 
 
 def _progress(record: dict[str, Any]) -> str:
-    evaluated = f"eval {record['eval_return']:.1f} | " if "eval_return" in record else ""
+    evaluated = ""
+    if "eval_return" in record:
+        evaluated = f"eval {record['eval_return']:.1f} at {record['eval_x_velocity_mean']:+.2f} m/s | "
     return "fitness mean %.1f max %.1f | length %.0f | %s" % (
         record["fitness_mean"], record["fitness_max"], record["episode_length_mean"], evaluated)
 
@@ -45,7 +50,13 @@ def _progress(record: dict[str, Any]) -> str:
 def _plot(run_dir: results.RunDir, trainer: Trainer) -> None:
     del trainer
     run_dir.plot("env_steps", ["fitness_mean", "eval_return"], "learning_curve.png",
-                 title=f"ES {run_dir.path}: fitness and eval return")
+                 title=f"ES {run_dir.path}: fitness and eval return", reference=("ARS median (Humanoid-v1)", ARS_MEDIAN))
+    # Whether the policy lunges (forward up, healthy flat), stands (healthy up, forward
+    # flat) or walks (both up): the reward terms per candidate episode.
+    run_dir.plot("env_steps", ["reward/forward", "reward/healthy", "reward/ctrl"], "reward_terms.png",
+                 title=f"ES {run_dir.path}: reward terms per episode")
+    run_dir.plot("env_steps", ["eval_x_velocity_mean", "x_velocity_mean"], "velocity.png",
+                 title=f"ES {run_dir.path}: mean forward velocity (m/s)")
 
 
 def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, Any]:

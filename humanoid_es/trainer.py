@@ -3,12 +3,18 @@
 `Trainer.iteration(state) -> (state, metrics)` evaluates 2 x pairs candidates in chunks
 (sharded across the mesh), shapes their fitness, regenerates the noise to estimate the
 gradient, steps the optimizer and merges the iteration's observation statistics into
-the normaliser, which the rollouts use from the next iteration on. Everything that
+the normaliser, which the rollouts use from the next iteration on. With an evosax
+`config.strategy` the strategy asks for the population as an array, which enters the
+same rollouts sharded by candidate, and is told the fitness; its state is part of
+`TrainState` and theta is its mean. Everything that
 changes lives in `TrainState`, including the PRNG key, so a restored state continues
 exactly as the uninterrupted run would.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -21,7 +27,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from common import envs, normalizer, rollout
 from common.config import ConfigError
-from humanoid_es import config as es_config, es, policy, schedules
+from humanoid_es import config as es_config, es, policy, schedules, strategies
 
 
 class TrainState(eqx.Module):
@@ -33,6 +39,25 @@ class TrainState(eqx.Module):
     obs_stats: normalizer.RunningStats
     iteration: Int[Array, ""]
     key: PRNGKeyArray
+    # The evosax strategy's state (None for the perturbative strategy).
+    strategy_state: Any = None
+
+
+def episode_metrics(out: rollout.Outcome) -> dict[str, Float[Array, ""]]:
+    """The env's metrics per episode, averaged over the batch.
+
+    Reward terms (`reward/<name>`) are episode sums, so they add up to the mean return;
+    every other metric (the humanoid's `x_velocity`) is a per-step mean within each
+    episode, named `<name>_mean`.
+    """
+    length = jnp.maximum(out.length, 1).astype(out.episode_return.dtype)
+    metrics = {}
+    for name, total in out.metric_sums.items():
+        if name.startswith("reward/"):
+            metrics[name] = jnp.mean(total)
+        elif name != "diverged":
+            metrics[f"{name}_mean"] = jnp.mean(total / length)
+    return metrics
 
 
 class Trainer:
@@ -64,6 +89,10 @@ class Trainer:
         trainable, _ = eqx.partition(template, policy.trainable_filter(template, self.trainable))
         flat, self._unravel = ravel_pytree(trainable)
         self.num_params = flat.shape[0]
+        self.strategy = None
+        if config.strategy != strategies.PERTURBATIVE:
+            self.strategy = strategies.make(config.strategy, self.population, self.num_params, self.optimizer,
+                                            config.sigma, self.sigma_schedule)
         # With a mesh the train state lives replicated on every device, going in and
         # coming out, so the executables compiled ahead of time for the first state
         # accept every later one (an AOT executable refuses other input shardings).
@@ -80,13 +109,19 @@ class Trainer:
         pol = policy.init(key_policy, self.policy_config, self.env.observation_size, ctrl_range)
         trainable, frozen = eqx.partition(pol, policy.trainable_filter(pol, self.trainable))
         theta, _ = ravel_pytree(trainable)
+        strategy_state = None
+        if self.strategy is not None:
+            key_strategy, key_run = jax.random.split(key_run)
+            strategy_state = self.strategy.init(key_strategy, theta)
         return TrainState(
             theta=theta,
             frozen=frozen,
-            opt_state=self.optimizer.init(theta),
+            # An evosax strategy keeps its own optimizer state in strategy_state.
+            opt_state=self.optimizer.init(theta) if self.strategy is None else (),
             obs_stats=normalizer.init(self.env.observation_size),
             iteration=jnp.zeros((), jnp.int32),
             key=key_run,
+            strategy_state=strategy_state,
         )
 
     def place(self, state: TrainState) -> TrainState:
@@ -112,12 +147,19 @@ class Trainer:
         eps = es.sample(key, self._unravel(jnp.zeros((self.num_params,))), self.config.noise_rank)
         return ravel_pytree(eps)[0]
 
-    def _iteration(self, state: TrainState) -> tuple[TrainState, dict[str, Array]]:
-        c = self.config
-        key, key_pop = jax.random.split(state.key)
-        key_noise, key_env = jax.random.split(key_pop)
-        sigma = jnp.asarray(self.sigma_schedule(state.iteration), state.theta.dtype)
+    def _population(self, state: TrainState, candidate, shared, key: PRNGKeyArray, candidates=None) -> rollout.Outcome:
         act, init_carry = self._act_fns(state)
+        c = self.config
+        return rollout.evaluate_population(
+            self.env, act, init_carry, candidate, shared, key,
+            population=self.population, chunk=c.candidate_chunk, horizon=c.horizon,
+            block=self.block, mesh=self.mesh, queue=c.rollout_queue, candidates=candidates,
+        )
+
+    def _perturbative_step(self, state: TrainState, key_pop: PRNGKeyArray, sigma: Float[Array, ""]):
+        """Antithetic candidates 2i, 2i+1 = theta +- sigma eps_i, noise regenerated from keys."""
+        c = self.config
+        key_noise, key_env = jax.random.split(key_pop)
 
         def candidate(shared, index, _):
             theta, sigma = shared
@@ -127,12 +169,8 @@ class Trainer:
             # Both members of a pair meet the same episode (common random numbers).
             return theta + sign * sigma * eps, jax.random.fold_in(key_env, pair)
 
-        out = rollout.evaluate_population(
-            self.env, act, init_carry, candidate, (state.theta, sigma), key_pop,
-            population=self.population, chunk=c.candidate_chunk, horizon=c.horizon,
-            block=self.block, mesh=self.mesh, queue=c.rollout_queue,
-        )
-        fitness = out.episode_return - c.reward_shift * out.length.astype(out.episode_return.dtype)
+        out = self._population(state, candidate, (state.theta, sigma), key_pop)
+        fitness = self._fitness(out)
         weights, n_kept = es.pair_weights(fitness[0::2], fitness[1::2], c.fitness_shaping, c.top_k)
         grad_tree = es.gradient(
             key_noise, weights, n_kept, sigma, self._unravel(state.theta),
@@ -142,8 +180,43 @@ class Trainer:
         # optax minimises: hand it the negated ascent direction.
         updates, opt_state = self.optimizer.update(-grad, state.opt_state, state.theta)
         theta = optax.apply_updates(state.theta, updates)
+        new = dataclasses.replace(state, theta=theta, opt_state=opt_state)
+        return new, out, fitness, {"grad_norm": jnp.linalg.norm(grad), "pairs_kept": n_kept, "sigma": sigma}
 
-        steps = jnp.sum(out.length)
+    def _evosax_step(self, state: TrainState, key_pop: PRNGKeyArray):
+        """The strategy's asked population, evaluated by candidate and told its fitness."""
+        strategy = self.strategy
+        key_ask, key_tell, key_env = jax.random.split(key_pop, 3)
+        population, strategy_state = strategy.ask(key_ask, state.strategy_state)
+        if self.mesh is not None:
+            # Sampled where it is evaluated: each device holds only its candidates' rows.
+            population = jax.lax.with_sharding_constraint(population, NamedSharding(self.mesh, P(*self.mesh.axis_names)))
+        half = self.population // 2
+
+        def candidate(_, item, __):
+            index, row = item
+            # Mirrored candidates i and i + population / 2 meet the same episode.
+            episode = index % half if strategy.antithetic else index
+            return row, jax.random.fold_in(key_env, episode)
+
+        indices = jnp.arange(self.population, dtype=jnp.int32)
+        out = self._population(state, candidate, None, key_pop, candidates=(indices, population))
+        fitness = self._fitness(out)
+        strategy_state = strategy.tell(key_tell, population, fitness, strategy_state)
+        new = dataclasses.replace(state, theta=strategy_state.mean, strategy_state=strategy_state)
+        sigma = jnp.mean(jnp.asarray(strategy_state.std, state.theta.dtype))
+        return new, out, fitness, {"sigma": sigma}
+
+    def _fitness(self, out: rollout.Outcome) -> Float[Array, " population"]:
+        return out.episode_return - self.config.reward_shift * out.length.astype(out.episode_return.dtype)
+
+    def _iteration(self, state: TrainState) -> tuple[TrainState, dict[str, Array]]:
+        key, key_pop = jax.random.split(state.key)
+        if self.strategy is None:
+            sigma = jnp.asarray(self.sigma_schedule(state.iteration), state.theta.dtype)
+            new, out, fitness, extra = self._perturbative_step(state, key_pop, sigma)
+        else:
+            new, out, fitness, extra = self._evosax_step(state, key_pop)
         metrics = {
             "fitness_mean": jnp.mean(fitness),
             "fitness_std": jnp.std(fitness),
@@ -152,24 +225,17 @@ class Trainer:
             "return_mean": jnp.mean(out.episode_return),
             "return_max": jnp.max(out.episode_return),
             "episode_length_mean": jnp.mean(out.length.astype(jnp.float32)),
-            "iteration_env_steps": steps,
-            "grad_norm": jnp.linalg.norm(grad),
-            "update_norm": jnp.linalg.norm(updates),
-            "theta_norm": jnp.linalg.norm(theta),
-            "sigma": sigma,
+            "iteration_env_steps": jnp.sum(out.length),
+            "update_norm": jnp.linalg.norm(new.theta - state.theta),
+            "theta_norm": jnp.linalg.norm(new.theta),
             "learning_rate": jnp.asarray(self.lr_schedule(state.iteration)),
-            "pairs_kept": n_kept,
             "nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
+            **extra,
+            **episode_metrics(out),
         }
-        new_state = TrainState(
-            theta=theta,
-            frozen=state.frozen,
-            opt_state=opt_state,
-            obs_stats=normalizer.merge(state.obs_stats, out.obs_stats),
-            iteration=state.iteration + 1,
-            key=key,
-        )
-        return new_state, metrics
+        new = dataclasses.replace(new, obs_stats=normalizer.merge(state.obs_stats, out.obs_stats),
+                                  iteration=state.iteration + 1, key=key)
+        return new, metrics
 
     def _evaluate(self, state: TrainState, key: PRNGKeyArray, episodes: int | None = None) -> dict[str, Array]:
         """Noise-free theta on `eval_episodes` fresh episodes."""
@@ -184,6 +250,7 @@ class Trainer:
             "eval_return_min": jnp.min(out.episode_return),
             "eval_length": jnp.mean(out.length.astype(jnp.float32)),
             "eval_nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
+            **{f"eval_{k}": v for k, v in episode_metrics(out).items()},
         }
 
     def eval_key(self, state: TrainState) -> PRNGKeyArray:

@@ -9,7 +9,7 @@ import jax
 import ml_collections
 
 from common import envs, physics
-from common.config import ConfigError, positive_int, require
+from common.config import ConfigError, non_negative_int, positive_int, require
 from common.envs.biped.config import REWARD_TERMS, validate as validate_env
 
 CPU_ENVS_PER_DEVICE = 64
@@ -43,6 +43,7 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
             f"(more deadlock XLA's CPU runtime: BENCHMARKS.md); use cpu_devices=0 or fewer envs", config.num_envs)
     require(config.eval_episodes % n_devices == 0, "eval_episodes",
             f"must be divisible by the number of devices ({n_devices})", config.eval_episodes)
+    non_negative_int(config, "max_env_steps")
     require(isinstance(config.seed, int), "seed", "must be an integer", config.seed)
     require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
             "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)

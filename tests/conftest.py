@@ -36,3 +36,16 @@ def fast_batch_fns(fast_env):
     reset = eqx.filter_jit(lambda env, keys: jax.vmap(env.reset)(keys))
     step = eqx.filter_jit(lambda env, s, a: jax.vmap(env.step)(s, a))
     return (lambda keys: reset(fast_env, keys)), (lambda s, a: step(fast_env, s, a))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run the tests marked slow (.ci/run does)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow (.ci/run does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

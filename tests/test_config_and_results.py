@@ -38,11 +38,23 @@ def _config(**overrides):
         ({"run_name": "../escape"}, "run_name"),
         ({"rollout_queue": True, "early_exit_block": 0}, "rollout_queue"),
         ({"cpu_devices": -1}, "cpu_devices"),
+        ({"strategy": "CMA"}, "strategy"),
+        ({"max_env_steps": -5}, "max_env_steps"),
+        ({"integrator": "semi-implicit"}, "integrator"),
+        ({"contacts": "feet"}, "contacts"),
     ],
 )
 def test_validation_names_the_field(overrides, field):
     with pytest.raises(config_lib.ConfigError, match=rf"^config\.{field}: "):
         es_config.validate(_config(**overrides))
+
+
+@pytest.mark.parametrize("field, value", [("obs_norm", "zscore"), ("action_map", "sigmoid")])
+def test_policy_validation_names_the_field(field, value):
+    c = es_test.get_config()
+    c.policy[field] = value
+    with pytest.raises(config_lib.ConfigError, match=rf"^config\.policy\.{field}: "):
+        es_config.validate(c)
 
 
 def test_valid_configs_pass():

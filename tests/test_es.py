@@ -130,3 +130,21 @@ def test_policy_reads_only_the_first_obs_features():
     np.testing.assert_array_equal(a, b)
     _, c = pol(stats, pol.initial_state(), obs.at[0].add(1.0))
     assert not np.allclose(a, c)
+
+
+def test_action_maps_tanh_and_clip():
+    from common import normalizer
+
+    ctrl = np.array([[-0.4, 0.4], [0.0, 1.0]])
+    outs = jnp.array([0.1, 3.0])
+    for action_map, want in (("tanh", [0.4 * np.tanh(0.1), 0.5 + 0.5 * np.tanh(3.0)]),
+                             ("clip", [0.1, 1.0])):
+        cfg = policy.ReservoirConfig(size=1, action_map=action_map)
+        pol = policy.init(jax.random.PRNGKey(0), cfg, 3, ctrl)
+        pol = eqx.tree_at(lambda p: p.b_out, pol, outs)
+        _, a = pol(normalizer.init(3), pol.initial_state(), jnp.zeros(3))
+        np.testing.assert_allclose(np.asarray(a), want, rtol=1e-6)
+    # Clamped below as well: offset 0.5 - 3 is under the range's low end 0.
+    pol = eqx.tree_at(lambda p: p.b_out, pol, -outs)
+    _, a = pol(normalizer.init(3), pol.initial_state(), jnp.zeros(3))
+    np.testing.assert_allclose(np.asarray(a), [-0.1, 0.0], rtol=1e-6)

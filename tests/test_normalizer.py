@@ -45,3 +45,19 @@ def test_normalize_clips_and_is_identity_before_data():
     np.testing.assert_allclose(np.asarray(normalizer.normalize(empty, x, clip=5.0)), [1.0, -5.0, 0.5])
     s = normalizer.from_batch(jnp.array([[0.0, 0.0, 0.0], [2.0, 2.0, 2.0]]))
     np.testing.assert_allclose(np.asarray(normalizer.normalize(s, jnp.array([2.0, 1.0, 100.0]))), [1.0, 0.0, 5.0], atol=1e-6)
+
+
+def test_ars_rule_zeroes_constant_features_and_does_not_clip():
+    # Features 0 and 2 never change; feature 1 has mean 2 and std 1.
+    s = normalizer.from_batch(jnp.array([[0.0, 1.0, 5.0], [0.0, 3.0, 5.0]]))
+    x = jnp.array([7.0, 100.0, 9.0])
+    ars = np.asarray(normalizer.normalize(s, x, clip=None, zero_below=1e-7))
+    np.testing.assert_allclose(ars, [0.0, 98.0, 0.0], rtol=1e-6)
+    # Today's rule: std floored at 0.01, then clipped: the constant features are blown up to the clip.
+    floored = np.asarray(normalizer.normalize(s, x, clip=5.0, std_floor=0.01))
+    np.testing.assert_allclose(floored, [5.0, 5.0, 5.0])
+    floored = np.asarray(normalizer.normalize(s, jnp.array([0.001, 2.5, 5.0]), clip=5.0, std_floor=0.01))
+    np.testing.assert_allclose(floored, [0.1, 0.5, 0.0], rtol=1e-4, atol=1e-6)
+    # Before any sample both are the identity (ARS starts from mean 0, std 1).
+    empty = normalizer.init(3)
+    np.testing.assert_allclose(np.asarray(normalizer.normalize(empty, x, clip=None, zero_below=1e-7)), x)

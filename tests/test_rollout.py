@@ -54,6 +54,8 @@ def _assert_same(a, b):
     np.testing.assert_array_equal(a.length, b.length)
     np.testing.assert_array_equal(a.diverged, b.diverged)
     np.testing.assert_array_equal(a.obs_stats.count, b.obs_stats.count)
+    for k in b.metric_sums:
+        np.testing.assert_allclose(a.metric_sums[k], b.metric_sums[k], rtol=1e-4, atol=1e-2)
     # Falling bodies are chaotic: rounding differences grow to ~1e-3 of a velocity or a
     # contact force by the end of an episode, so statistics are compared on their scale.
     scale = 1.0 + np.sqrt(b.obs_stats.m2 / b.obs_stats.count)
@@ -69,6 +71,17 @@ def test_rollout_is_sane(evaluate):
     assert np.all(out.length < HORIZON) and np.all(out.length > 5)
     np.testing.assert_allclose(out.episode_return / out.length, 5.0, atol=1.5)
     assert float(out.obs_stats.count) == float(out.length.sum())
+
+
+def test_reward_terms_sum_to_the_return(evaluate):
+    """The per-member sums of the env's reward terms add up to its episode return."""
+    for out in (evaluate(POPULATION), evaluate(2, block=10, queue=True)):
+        terms = {k: v for k, v in out.metric_sums.items() if k.startswith("reward/")}
+        assert set(terms) == {"reward/forward", "reward/healthy", "reward/ctrl"}
+        np.testing.assert_allclose(sum(terms.values()), out.episode_return, rtol=1e-5, atol=1e-3)
+        # The healthy bonus is 5 per step lived.
+        np.testing.assert_allclose(terms["reward/healthy"], 5.0 * out.length, rtol=1e-6)
+        assert np.all(terms["reward/ctrl"] <= 0.0)
 
 
 def test_chunked_equals_unchunked(evaluate):

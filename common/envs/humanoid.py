@@ -32,6 +32,10 @@ class HumanoidConfig:
     impl: str = "jax"
     solver_iterations: int | None = None
     ls_iterations: int | None = None
+    # Override the profile's integrator ("euler", "rk4", "implicitfast") and contacts
+    # ("all", "pairs": contact_geoms x floor, "floor": every geom x floor); None keeps it.
+    integrator: str | None = None
+    contacts: str | None = None
     contact_geoms: tuple[str, ...] = ("right_foot", "left_foot")
     floor_geom: str = "floor"
     frame_skip: int = 5
@@ -54,6 +58,8 @@ class HumanoidConfig:
             floor_geom=self.floor_geom,
             solver_iterations=self.solver_iterations,
             ls_iterations=self.ls_iterations,
+            integrator=self.integrator,
+            contacts=self.contacts,
         )
 
 

@@ -1,0 +1,90 @@
+"""Compare ES runs at equal env steps: a table of eval returns at budgets, and one plot.
+
+    python -m experiments.curves --runs=results/screen/es/base-s0,results/screen/es/obsars-s0 \
+        --budgets=3e6,5e6 --plot=curves.png
+
+A run's figure at a budget is its last evaluation at or before that many env steps (the
+rule ARS's logs are read with), so a run that stopped more than 10% short of a budget has none there.
+Runs named `<variant>-s<seed>` are also grouped by variant: the median over seeds.
+Prints one JSON line per run and per variant, then a Markdown table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from common import results
+from common.errors import UserError
+from common.launch import user_errors_exit
+from humanoid_es.train import ARS_MEDIAN
+
+_RUNS = flags.DEFINE_list("runs", [], "Run directories (results_dir/es/<run_name>).")
+_BUDGETS = flags.DEFINE_list("budgets", ["3e6"], "Env-step budgets.")
+_PLOT = flags.DEFINE_string("plot", "", "Write the eval curves of every run here (PNG), with ARS's median.")
+
+
+def _evals(run: str) -> list[dict]:
+    path = os.path.join(run, "metrics.jsonl")
+    if not os.path.isfile(path):
+        raise UserError(f"--runs: no metrics.jsonl in {run!r}")
+    with open(path) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if r.get("eval_return") is not None]
+
+
+def at_budget(evals: Sequence[dict], budget: float) -> float | None:
+    """The last eval return at or before `budget` env steps; None if the run stopped short."""
+    if not evals or evals[-1]["env_steps"] < budget * 0.9:
+        return None
+    before = [r for r in evals if r["env_steps"] <= budget]
+    return before[-1]["eval_return"] if before else None
+
+
+def _variant(run: str) -> str:
+    return re.sub(r"-s\d+$", "", os.path.basename(os.path.normpath(run)))
+
+
+@user_errors_exit
+def main(argv: Sequence[str]) -> None:
+    del argv
+    if not _RUNS.value:
+        raise UserError("--runs: name at least one run directory")
+    try:
+        budgets = [float(b) for b in _BUDGETS.value]
+    except ValueError:
+        raise UserError(f"--budgets: must be numbers of env steps, got {_BUDGETS.value}") from None
+    table, by_variant = [], {}
+    for run in _RUNS.value:
+        evals = _evals(run)
+        row = {"run": run, **{f"eval@{b:g}": at_budget(evals, b) for b in budgets},
+               "env_steps": evals[-1]["env_steps"] if evals else 0,
+               "wall_seconds": evals[-1].get("wall_seconds") if evals else None}
+        print(json.dumps(row), flush=True)
+        table.append(row)
+        by_variant.setdefault(_variant(run), []).append(row)
+    for name, rows in by_variant.items():
+        med = {}
+        for b in budgets:
+            vals = [r[f"eval@{b:g}"] for r in rows if r[f"eval@{b:g}"] is not None]
+            med[f"median@{b:g}"] = statistics.median(vals) if vals else None
+        print(json.dumps({"variant": name, "seeds": len(rows), **med}), flush=True)
+    print("| run | " + " | ".join(f"eval @ {b / 1e6:g}M" for b in budgets) + " | env steps | wall s |")
+    print("|---|" + "---|" * (len(budgets) + 2))
+    for r in table:
+        cells = [("" if r[f"eval@{b:g}"] is None else f"{r[f'eval@{b:g}']:.0f}") for b in budgets]
+        wall = "" if r["wall_seconds"] is None else f"{r['wall_seconds']:.0f}"
+        print(f"| {os.path.basename(r['run'])} | " + " | ".join(cells) + f" | {r['env_steps'] / 1e6:.2f}M | {wall} |")
+    if _PLOT.value:
+        results.plot_curves({os.path.basename(r): [(e["env_steps"], e["eval_return"]) for e in _evals(r)]
+                             for r in _RUNS.value}, _PLOT.value, "env_steps", "eval return",
+                            reference=("ARS median (Humanoid-v1)", ARS_MEDIAN))
+
+
+if __name__ == "__main__":
+    app.run(main)
