@@ -44,12 +44,14 @@ def with_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.Co
     defaults, which keep the behaviour the run was trained with.
     """
     merged = ml_collections.ConfigDict(to_dict(defaults))
+
     def fill(dst: ml_collections.ConfigDict, src: ml_collections.ConfigDict) -> None:
         for k, v in src.items():
             if isinstance(v, ml_collections.ConfigDict) and isinstance(dst.get(k), ml_collections.ConfigDict):
                 fill(dst[k], v)
             else:
                 dst[k] = v
+
     with merged.unlocked():
         fill(merged, config)
     return merged

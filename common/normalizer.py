@@ -82,10 +82,9 @@ def normalize(
     being blown up to +-clip by rounding-level variation. `zero_below` is ARS's rule for
     the same problem: a feature whose std is below it reads 0. `clip=None` does not clip.
     """
-    raw_std = jnp.sqrt(stats.variance)
     std = jnp.maximum(jnp.sqrt(stats.variance + eps), std_floor)
     started = stats.count > 1.0
     y = (x - stats.mean) / jnp.where(started, std, 1.0)
     if zero_below > 0.0:
-        y = jnp.where(started & (raw_std < zero_below), 0.0, y)
+        y = jnp.where(started & (jnp.sqrt(stats.variance) < zero_below), 0.0, y)
     return y if clip is None else jnp.clip(y, -clip, clip)

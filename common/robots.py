@@ -140,11 +140,9 @@ def load_model(
     spec = _read_spec(xml_path)
     names = _geom_names(spec)
     if profile.contacts == "floor":
-        if floor_geom not in names:
-            raise ModelError(f"xml_path: {xml_path!r} has no geom named {floor_geom!r} (the {physics!r} profile's floor)")
+        # The same explicit pairs, for every named geom but the floor.
         contact_geoms = tuple(g.name for g in spec.geoms if g.name and g.name != floor_geom)
-        _add_pairs(spec, contact_geoms, floor_geom)
-    elif profile.contacts == "pairs":
+    if profile.contacts in ("pairs", "floor"):
         missing = [n for n in (floor_geom, *contact_geoms) if n not in names]
         if missing:
             raise ModelError(
@@ -152,7 +150,7 @@ def load_model(
                 f"(needed for the {physics!r} profile's contact pairs)"
             )
         if not contact_geoms:
-            raise ModelError("contact_geoms: the 'pairs' contact mode needs at least one geom")
+            raise ModelError(f"contact_geoms: the {profile.contacts!r} contact mode needs at least one geom")
         _add_pairs(spec, contact_geoms, floor_geom)
 
     opt = spec.option

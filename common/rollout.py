@@ -11,8 +11,9 @@ A population of `population` candidates is evaluated as `population // chunk` ch
 `candidate_fn(theta, item, key)` inside its chunk, where `item` is the candidate's index
 (perturbative ES regenerates its noise from it, so the population's parameters are never
 held whole) or, for a population that exists as an array (an evosax strategy's ask), the
-candidate's slice of the per-candidate inputs. With a mesh, candidates are split contiguously across its devices and
-each device runs its share in chunks of `chunk // n_devices`.
+candidate's slice of the per-candidate inputs. With a mesh, candidates are split
+contiguously across its devices and each device runs its share in chunks of
+`chunk // n_devices`.
 """
 
 from __future__ import annotations
@@ -313,8 +314,8 @@ def evaluate_population(
     a candidate's parameters and reset key from its item: its index, or with
     `candidates` (a pytree of arrays whose leading axis is the population) its slice of
     them. With `mesh` (one axis), the population is sharded across its devices, and so
-    are `candidates`: each device receives only its own candidates' rows. With `queue` (which needs `block`), each device runs
-    its candidates as a work queue on `chunk / n_devices` slots (`rollout_queue`)
+    are `candidates`: each device receives only its own candidates' rows. With `queue`
+    (which needs `block`), each device runs its candidates as a work queue on `chunk / n_devices` slots (`rollout_queue`)
     instead of chunk after chunk.
     """
     if queue and block is None:

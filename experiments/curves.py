@@ -4,7 +4,8 @@
         --budgets=3e6,5e6 --plot=curves.png
 
 A run's figure at a budget is its last evaluation at or before that many env steps (the
-rule ARS's logs are read with), so a run that stopped more than 10% short of a budget has none there.
+rule ARS's logs are read with), so a run that stopped more than 10% short of a budget has
+none there.
 Runs named `<variant>-s<seed>` are also grouped by variant: the median over seeds.
 Prints one JSON line per run and per variant, then a Markdown table.
 """
@@ -59,9 +60,10 @@ def main(argv: Sequence[str]) -> None:
         budgets = [float(b) for b in _BUDGETS.value]
     except ValueError:
         raise UserError(f"--budgets: must be numbers of env steps, got {_BUDGETS.value}") from None
-    table, by_variant = [], {}
+    table, by_variant, curves = [], {}, {}
     for run in _RUNS.value:
         evals = _evals(run)
+        curves[os.path.basename(os.path.normpath(run))] = [(e["env_steps"], e["eval_return"]) for e in evals]
         row = {"run": run, **{f"eval@{b:g}": at_budget(evals, b) for b in budgets},
                "env_steps": evals[-1]["env_steps"] if evals else 0,
                "wall_seconds": evals[-1].get("wall_seconds") if evals else None}
@@ -81,8 +83,7 @@ def main(argv: Sequence[str]) -> None:
         wall = "" if r["wall_seconds"] is None else f"{r['wall_seconds']:.0f}"
         print(f"| {os.path.basename(r['run'])} | " + " | ".join(cells) + f" | {r['env_steps'] / 1e6:.2f}M | {wall} |")
     if _PLOT.value:
-        results.plot_curves({os.path.basename(r): [(e["env_steps"], e["eval_return"]) for e in _evals(r)]
-                             for r in _RUNS.value}, _PLOT.value, "env_steps", "eval return",
+        results.plot_curves({k: v for k, v in curves.items() if v}, _PLOT.value, "env_steps", "eval return",
                             reference=("ARS median (Humanoid-v1)", ARS_MEDIAN))
 
 

@@ -37,8 +37,8 @@ from absl import app, flags
 from common import launch, robots
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, with_defaults
-from configs import es as es_defaults, ppo_amp as ppo_defaults
 from common.envs.biped import config as biped_config
+from configs import es as es_defaults, ppo_amp as ppo_defaults
 from humanoid_es import config as es_config, train as es_train
 from ppo_amp import config as ppo_config, train as ppo_train
 
