@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import mujoco
 
@@ -119,12 +119,15 @@ def load_model(
     integrator: str | None = None,
     contacts: str | None = None,
     profiles: Mapping[str, PhysicsProfile] = PROFILES,
+    sensors: Callable[[mujoco.MjSpec, mujoco.MjModel], None] | None = None,
 ) -> mujoco.MjModel:
     """Compiles `xml_path` under the physics profile named `physics` in `profiles`.
 
     `solver_iterations` / `ls_iterations` override both the file and the profile;
     `integrator` and `contacts` override the profile's (see `PhysicsProfile`).
     A file that asks for PGS (which MJX cannot run) is switched to CG with a warning.
+    `sensors(spec, model)` may then add sensors, knowing the compiled contacts
+    (`common.contact`); the model is compiled again with them.
     """
     if physics not in profiles:
         raise ModelError(f"physics: must be one of {sorted(profiles)}, got {physics!r}")
@@ -168,6 +171,13 @@ def load_model(
         if value is not None:
             setattr(opt, field, int(value))
     try:
-        return spec.compile()
+        model = spec.compile()
     except Exception as e:
         raise ModelError(f"xml_path: MJCF {xml_path!r} does not compile: {e}") from None
+    if sensors is None:
+        return model
+    try:
+        sensors(spec, model)
+    except ValueError as e:
+        raise ModelError(f"xml_path: {xml_path!r}: {e}") from None
+    return spec.compile()

@@ -64,6 +64,16 @@ def test_steps_match_mujoco_c(nominal_env):
     kernel = np.exp(-np.sum(np.square(np.array([0.5, 0.0]) - v[:2])) / env.config.tracking_sigma)
     weight = dict(env.config.reward_scales)["tracking_lin_vel"] * env.dt
     np.testing.assert_allclose(float(s.metrics["reward/tracking_lin_vel"]), weight * kernel, rtol=2e-2)
+    # Foot forces from the contact sensors (read once per env step) against MuJoCo C's
+    # contact forces of its last substep.
+    forces_c, force = np.zeros(2), np.zeros(6)
+    feet = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in env.config.contact_geoms]
+    for i in range(d.ncon):
+        mujoco.mj_contactForce(m, d, i, force)
+        forces_c += force[0] * np.array([g in d.contact[i].geom for g in feet])
+    weight_n = m.body_mass.sum() * 9.81
+    assert forces_c.sum() > 0.5 * weight_n
+    np.testing.assert_allclose(np.asarray(eqx.filter_jit(env._foot_forces)(s.data)), forces_c, atol=0.05 * weight_n)
 
 
 def test_randomisation_draws_stay_in_their_ranges():

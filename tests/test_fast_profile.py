@@ -4,6 +4,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from mujoco import mjx
+
+from common import contact
 
 
 
@@ -52,3 +55,27 @@ def test_termination_and_time_limit(fast_env, fast_batch_fns):
                         (state.data.qpos.at[:, 2].set(2.5), jnp.zeros((4,), jnp.int32)))
     state = step(state, zero)
     assert np.all(np.asarray(state.done)) and not np.any(np.asarray(state.info["truncated"]))
+
+
+def test_contact_sensor_wrenches_equal_mjx_rne_postconstraint(fast_env, fast_batch_fns):
+    """The observation's cinert (public fields) and cfrc_ext (contact sensors, any MJX implementation) equals what
+    `mjx.rne_postconstraint` fills on the JAX implementation, on states with feet down."""
+    reset, step = fast_batch_fns
+    state = reset(jax.random.split(jax.random.PRNGKey(1), 4))
+    for _ in range(10):
+        state = step(state, jnp.zeros((4, 17)))
+    model = fast_env.model
+
+    @jax.jit
+    @jax.vmap
+    def both(data):
+        filled = mjx.rne_postconstraint(model, data)
+        impl = filled._impl  # pylint: disable=protected-access
+        return (fast_env.wrenches.external_wrenches(model, data), impl.cfrc_ext,
+                contact.com_inertia(model, data), impl.cinert)
+
+    ours, reference, inertia, cinert = (np.asarray(x) for x in both(state.data))
+    np.testing.assert_allclose(inertia, cinert, atol=1e-5, rtol=1e-4)
+    assert np.abs(reference).max() > 100.0  # the feet carry the body
+    np.testing.assert_allclose(ours, reference, atol=1e-3 * np.abs(reference).max())
+    np.testing.assert_allclose(np.asarray(state.obs)[:, -14 * 6:], ours.reshape(4, -1), atol=1e-6)

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from common import physics, robots
+from common import contact, physics, robots
 from common.envs import biped
 from common.envs.base import Env, State
 from common.envs.humanoid import Humanoid, HumanoidConfig
@@ -24,7 +24,8 @@ def _make_humanoid(config: HumanoidConfig) -> Humanoid:
         raise robots.ModelError(
             f"xml_path: {config.xml_path!r} must have a free root joint first and actuators"
         )
-    return Humanoid(model=physics.put_model(mj_model, config.impl), config=config)
+    return Humanoid(model=physics.put_model(mj_model, config.impl), config=config,
+                    wrenches=contact.WrenchSensors.of(mj_model))
 
 
 _REGISTRY: dict[str, tuple[type, Callable[[Any], Env]]] = {

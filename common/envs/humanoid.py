@@ -19,7 +19,7 @@ import mujoco
 from jaxtyping import Array, Float, PRNGKeyArray
 from mujoco import mjx
 
-from common import physics, robots
+from common import contact, physics, robots
 from common.envs.base import Env, State
 
 
@@ -60,6 +60,7 @@ class HumanoidConfig:
             ls_iterations=self.ls_iterations,
             integrator=self.integrator,
             contacts=self.contacts,
+            sensors=contact.add_wrench_sensors,
         )
 
 
@@ -68,17 +69,17 @@ def _mass_center_x(model: mjx.Model, data: mjx.Data) -> Float[Array, ""]:
     return jnp.sum(mass * data.xipos[:, 0]) / jnp.sum(mass)
 
 
-def observe(model: mjx.Model, data: mjx.Data) -> Float[Array, " obs"]:
-    """Gymnasium Humanoid-v4's observation; fills `cfrc_ext`, which MJX's step leaves empty."""
-    data = mjx.rne_postconstraint(model, data)
-    impl = data._impl  # pylint: disable=protected-access
+def observe(model: mjx.Model, data: mjx.Data, wrenches: contact.WrenchSensors) -> Float[Array, " obs"]:
+    """Gymnasium Humanoid-v4's observation, from public fields and contact sensors only, so
+    that every MJX implementation builds it (MJX's step leaves `cfrc_ext` empty, and
+    `mjx.rne_postconstraint`, which fills it, runs on JAX alone)."""
     return jnp.concatenate([
         data.qpos[2:],
         data.qvel,
-        impl.cinert.ravel(),
+        contact.com_inertia(model, data).ravel(),
         data.cvel.ravel(),
         data.qfrc_actuator,
-        impl.cfrc_ext.ravel(),
+        wrenches.external_wrenches(model, data).ravel(),
     ])
 
 
@@ -87,6 +88,8 @@ class Humanoid(Env):
 
     model: mjx.Model
     config: HumanoidConfig = eqx.field(static=True)
+    # Where the contact sensors that `observe` reads sit in `sensordata`.
+    wrenches: contact.WrenchSensors = eqx.field(static=True)
 
     @property
     def observation_size(self) -> int:
@@ -119,7 +122,7 @@ class Humanoid(Env):
         info = {"steps": jnp.zeros((), jnp.int32), "truncated": jnp.zeros((), bool)}
         return State(
             data=data,
-            obs=observe(self.model, data),
+            obs=observe(self.model, data, self.wrenches),
             reward=zero,
             done=jnp.zeros((), bool),
             metrics=metrics,
@@ -156,7 +159,7 @@ class Humanoid(Env):
         info = {"steps": steps, "truncated": truncated & ok & healthy_now}
         return State(
             data=data,
-            obs=observe(self.model, data),
+            obs=observe(self.model, data, self.wrenches),
             reward=reward,
             done=done,
             metrics=metrics,

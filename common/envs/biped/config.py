@@ -8,10 +8,11 @@ Every field is a `common.envs.make("biped_walk", **overrides)` override. Ranges 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import mujoco
 
-from common import robots
+from common import contact, robots
 
 # Observation terms the actor may read, in any order (`obs_terms`); sizes for 12 joints.
 OBS_TERM_SIZES = {
@@ -155,6 +156,9 @@ class BipedWalkConfig:
             solver_iterations=self.solver_iterations,
             ls_iterations=self.ls_iterations,
             profiles=PROFILES,
+            sensors=functools.partial(
+                contact.add_force_sensors, geoms=self.contact_geoms, partner=self.floor_geom
+            ),
         )
 
     @property

@@ -29,7 +29,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from mujoco import mjx
 
-from common import physics
+from common import contact, physics
 from common.envs.base import Env, State
 from common.envs.biped import randomize, rewards
 from common.envs.biped.config import PRIVILEGED_TERMS, BipedWalkConfig
@@ -66,9 +66,8 @@ class BipedWalk(Env):
     statics: Statics
     config: BipedWalkConfig = eqx.field(static=True)
     base_body: int = eqx.field(static=True)
-    foot_geoms: tuple[int, ...] = eqx.field(static=True)
-    # efc rows of each contact slot holding its normal force (see `_foot_forces`).
-    contact_rows: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    # Where the feet's contact-force sensors sit in `sensordata` (see `_foot_forces`).
+    foot_sensors: contact.ForceSensors = eqx.field(static=True)
     nominal_friction: float = eqx.field(static=True)
     # Seconds per policy step (timestep x frame_skip), a Python float even under jit.
     dt: float = eqx.field(static=True)
@@ -181,13 +180,9 @@ class BipedWalk(Env):
         return {n: jnp.zeros(()) for n in names}
 
     def _foot_forces(self, data: mjx.Data) -> Float[Array, "2"]:
-        """Normal contact force on each foot (N), summed over the foot's contact points."""
-        impl = data._impl  # pylint: disable=protected-access
-        normals = jnp.stack([sum(impl.efc_force[r] for r in rows) for rows in self.contact_rows])
-        geoms = impl.contact.geom
-        return jnp.stack([
-            jnp.sum(jnp.where((geoms[:, 0] == g) | (geoms[:, 1] == g), normals, 0.0)) for g in self.foot_geoms
-        ])
+        """Normal contact force on each foot (N) from the floor, summed over its contact points
+        (read from contact sensors, so every MJX implementation gives it)."""
+        return self.foot_sensors.normal_forces(data)
 
     def step(self, state: State, action: Float[Array, " act"]) -> State:
         c = self.config
@@ -296,24 +291,13 @@ def make(config: BipedWalkConfig) -> BipedWalk:
         joint_high=jnp.asarray(m.jnt_range[joint_ids, 1], jnp.float32),
     )
     model = physics.put_model(m, config.impl)
-    data = physics.make_data(model, config.impl)
-    efc_address = np.asarray(data._impl.contact.efc_address)  # pylint: disable=protected-access
-    dims = np.asarray(data._impl.contact.dim)  # pylint: disable=protected-access
-    # A pyramidal cone's normal force is the sum of its 2(dim - 1) edge forces; an
-    # elliptic cone's is its first row.
-    pyramidal = m.opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL
-    rows = tuple(
-        tuple(int(a) + j for j in range(2 * (int(d) - 1) if pyramidal else 1)) for a, d in zip(efc_address, dims)
-    )
-    foot_geoms = tuple(mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in config.contact_geoms)
     floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, config.floor_geom)
     return BipedWalk(
         model=model,
         statics=statics,
         config=config,
         base_body=mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, config.base_body),
-        foot_geoms=foot_geoms,
-        contact_rows=rows,
+        foot_sensors=contact.ForceSensors.of(m, config.contact_geoms),
         nominal_friction=float(m.geom_friction[floor, 0]),
         dt=float(m.opt.timestep) * config.frame_skip,
     )

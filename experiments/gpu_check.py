@@ -1,0 +1,214 @@
+"""Is this machine ready for production? One JSON line per figure, printed as measured.
+
+    bash scripts/gpu_check.sh                  # one H100/H200 (also `sbatch scripts/gpu_check.sh`)
+    python -m experiments.gpu_check --tiny     # the same sequence at a tiny shape (CPU, tests)
+
+In order:
+  * `machine`: backend, devices, versions.
+  * per MJX implementation in `--impls` (`warp` is reported as `skipped`, with the reason,
+    where it cannot run): `es_compile` (compile seconds of the production ES iteration),
+    `es_iteration` (median seconds per iteration over `--iterations`, env-steps lived per
+    second, peak device memory) and `es_cached_start` (the same iteration compiled again
+    from the persistent cache after JAX's in-memory caches are dropped: what a requeued
+    job pays).
+  * `ppo_amp_iteration`: one PPO+AMP iteration of `configs/ppo_amp.py` (4,096 envs).
+  * `es_eval`: production ES (`configs/es.py`) trained for `--es_seconds` (counted from
+    the end of its compile) through the real host loop, one line per evaluation as it lands, then `es_run` with its summary. The run
+    stops the way Slurm stops a job (SIGUSR1, checkpoint, clean exit).
+Production shape: 8192 antithetic pairs (16,384 candidates) in chunks of 2048, `fast`
+physics; `--tiny` shrinks every shape so that the suite runs the whole sequence on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+from absl import app, flags
+
+from common import compile_cache, launch, physics
+from configs import es as es_configs
+from configs import ppo_amp as ppo_configs
+from humanoid_es import config as es_config
+from humanoid_es import train as es_train
+from humanoid_es.trainer import Trainer as EsTrainer
+from ppo_amp import config as ppo_config
+from ppo_amp.trainer import Trainer as PpoTrainer
+
+_TINY = flags.DEFINE_bool("tiny", False, "Tiny shapes (CPU, tests) in place of the production ones.")
+_IMPLS = flags.DEFINE_list("impls", ["jax", "warp"], "MJX implementations to time the ES iteration with.")
+_ITERATIONS = flags.DEFINE_integer("iterations", 3, "Timed ES iterations per implementation (after the compile).")
+_ES_SECONDS = flags.DEFINE_float(
+    "es_seconds", 300.0, "Wall seconds of production ES training (after its compile); 0 skips it.")
+_RESULTS = flags.DEFINE_string("results_dir", "results/gpu_check", "Where the ES run and the compile cache go.")
+
+
+def emit(name: str, **fields: Any) -> None:
+    print(json.dumps({"name": name, **fields}), flush=True)
+
+
+def peak_memory_bytes() -> int | None:
+    """Peak bytes in use over the local devices; None where the backend keeps no count (CPU)."""
+    peaks = [(d.memory_stats() or {}).get("peak_bytes_in_use") for d in jax.local_devices()]
+    peaks = [p for p in peaks if p is not None]
+    return max(peaks) if peaks else None
+
+
+def es_config_for(impl: str) -> ml_collections.ConfigDict:
+    c = es_configs.get_config()
+    c.impl = impl
+    c.results_dir = _RESULTS.value
+    c.compile_cache_dir = os.path.join(_RESULTS.value, "jax_compile_cache")
+    if _TINY.value:
+        c.pairs, c.candidate_chunk, c.horizon, c.early_exit_block = 4, 4, 20, 10
+        c.eval_episodes = 2
+        c.policy.size = 8
+    c.eval_every = 2 if _TINY.value else 10
+    c.checkpoint_every = 5
+    # The run stops on time; the schedules' length is part of the compiled iteration,
+    # so the timed iteration and the run share one (and the run hits the cache).
+    c.num_iterations = 100_000
+    return c
+
+
+def ppo_config_for() -> ml_collections.ConfigDict:
+    c = ppo_configs.get_config()
+    if _TINY.value:
+        c.num_envs, c.rollout_length = 8, 4
+        c.ppo.hidden = c.amp.hidden = (16, 16)
+        c.amp.batch_size, c.amp.replay_capacity = 16, 64
+    return c
+
+
+def check_es_iteration(impl: str, cache_dir: str) -> None:
+    config = es_config_for(impl)
+    try:
+        physics.check_impl(impl)
+    except physics.ImplError as e:
+        emit("skipped", impl=impl, what="es_iteration", reason=str(e))
+        return
+    es_config.validate(config, jax.device_count())
+    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    trainer = EsTrainer(config, mesh)
+    state = trainer.place(trainer.init(jax.random.PRNGKey(0)))
+    shape = {"population": trainer.population, "candidate_chunk": config.candidate_chunk,
+             "horizon": config.horizon, "physics": config.physics, "impl": impl, "params": trainer.num_params}
+    compiled, report = compile_cache.warm_up(f"gpu_check_es_{impl}", trainer.iteration, state,
+                                             cache_dir=cache_dir, shape=shape)
+    emit("es_compile", **shape, compile_seconds=report.compile_seconds, xla_seconds=report.xla_seconds,
+         cache_hits=report.cache_hits)
+    seconds, lived = [], []
+    for _ in range(_ITERATIONS.value):
+        start = time.perf_counter()
+        state, metrics = compiled(state)
+        steps = int(jax.device_get(metrics["iteration_env_steps"]))
+        seconds.append(time.perf_counter() - start)
+        lived.append(steps)
+    median = statistics.median(seconds)
+    emit("es_iteration", **shape, iteration_seconds=median, env_steps_per_s=sum(lived) / sum(seconds),
+         iteration_env_steps=lived, episode_length_mean=float(metrics["episode_length_mean"]),
+         peak_memory_bytes=peak_memory_bytes())
+    jax.clear_caches()
+    _, again = compile_cache.warm_up(f"gpu_check_es_{impl}_cached", trainer.iteration, state,
+                                     cache_dir=cache_dir, shape=shape)
+    emit("es_cached_start", **shape, compile_seconds=again.compile_seconds, cache_hits=again.cache_hits,
+         cold_compile_seconds=report.compile_seconds)
+
+
+def check_ppo_iteration(cache_dir: str) -> None:
+    config = ppo_config_for()
+    ppo_config.validate(config, n_devices=jax.device_count())
+    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    trainer = PpoTrainer(config, mesh)
+    state = trainer.place(trainer.init(jax.random.PRNGKey(0)))
+    shape = {"num_envs": config.num_envs, "rollout_length": config.rollout_length, "physics": config.physics,
+             "impl": config.impl}
+    compiled, report = compile_cache.warm_up("gpu_check_ppo_amp", trainer.iteration, state,
+                                             cache_dir=cache_dir, shape=shape)
+    jax.block_until_ready(compiled(state))
+    seconds = []
+    for _ in range(_ITERATIONS.value):
+        start = time.perf_counter()
+        state, _ = jax.block_until_ready(compiled(state))
+        seconds.append(time.perf_counter() - start)
+    median = statistics.median(seconds)
+    emit("ppo_amp_iteration", **shape, iteration_seconds=median,
+         env_steps_per_s=config.num_envs * config.rollout_length / median,
+         compile_seconds=report.compile_seconds, peak_memory_bytes=peak_memory_bytes())
+
+
+def _follow(path: str, done: threading.Event, started: threading.Event) -> None:
+    """Prints each evaluation record of `path` (metrics.jsonl) as it is written; sets
+    `started` at the first record (iteration 0's evaluation, just before the loop)."""
+    seen = 0
+    while True:
+        finished = done.is_set()
+        if os.path.exists(path):
+            with open(path) as f:
+                lines = f.read().splitlines()
+            for line in lines[seen:]:
+                record = json.loads(line)
+                started.set()
+                if record.get("eval_return") is not None:
+                    emit("es_eval", **{k: record.get(k) for k in (
+                        "iteration", "env_steps", "wall_seconds", "eval_return", "eval_length",
+                        "eval_x_velocity_mean", "env_steps_per_s")})
+            seen = len(lines)
+        if finished:
+            return
+        time.sleep(0.5)
+
+
+def _stop_after(seconds: float, started: threading.Event, done: threading.Event) -> None:
+    """SIGUSR1 to this process `seconds` after training starts, as Slurm signals a job
+    before its time limit; the host loop then checkpoints and returns."""
+    while not started.wait(0.5):
+        if done.is_set():
+            return
+    if not done.wait(seconds):
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def check_es_run(seconds: float) -> None:
+    config = es_config_for("jax")
+    config.run_name = f"es-{int(time.time())}"
+    path = os.path.join(config.results_dir, es_train.EXPERIMENT, config.run_name, "metrics.jsonl")
+    done, started = threading.Event(), threading.Event()
+    threads = [threading.Thread(target=_follow, args=(path, done, started), daemon=True),
+               threading.Thread(target=_stop_after, args=(seconds, started, done), daemon=True)]
+    for t in threads:
+        t.start()
+    try:
+        summary = es_train.run(config)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    emit("es_run", seconds=seconds, **{k: summary.get(k) for k in (
+        "iterations", "env_steps", "wall_seconds", "compile_seconds", "best_eval_return", "final_eval_return",
+        "stopped_by_signal", "run_dir")})
+
+
+@launch.user_errors_exit
+def main(argv: Sequence[str]) -> None:
+    del argv
+    launch.maybe_initialize_distributed()
+    cache_dir = compile_cache.enable(os.path.join(_RESULTS.value, "jax_compile_cache"))
+    emit("machine", **launch.device_summary(), versions=launch.versions(), tiny=_TINY.value)
+    for impl in _IMPLS.value:
+        check_es_iteration(impl, cache_dir)
+    check_ppo_iteration(cache_dir)
+    if _ES_SECONDS.value > 0:
+        check_es_run(_ES_SECONDS.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,69 @@
+"""Contact forces and body inertias from public fields and sensors, against MuJoCo C's own."""
+
+import types
+
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+import pytest
+
+from common import contact, robots
+from common.envs.biped.config import PROFILES, BipedWalkConfig
+
+
+def _as_jax(m, d):
+    """MuJoCo C's model and data, as the few MJX fields the readers use."""
+    model = types.SimpleNamespace(body_rootid=m.body_rootid, body_mass=jnp.asarray(m.body_mass),
+                                  body_inertia=jnp.asarray(m.body_inertia))
+    data = types.SimpleNamespace(**{f: jnp.asarray(getattr(d, f)) for f in (
+        "sensordata", "subtree_com", "xipos", "xfrc_applied")}, ximat=jnp.asarray(d.ximat.reshape(-1, 3, 3)))
+    return model, data
+
+
+@pytest.mark.parametrize("physics", ["gym", "accurate"])
+def test_wrenches_and_inertias_equal_mujoco_c(physics):
+    m = robots.load_model(robots.HUMANOID_XML, physics, contact_geoms=("right_foot", "left_foot"),
+                          sensors=contact.add_wrench_sensors)
+    d = mujoco.MjData(m)
+    rng = np.random.default_rng(0)
+    for _ in range(400):  # long enough to fall: head, hands and hips meet the floor
+        d.ctrl[:] = rng.uniform(-0.4, 0.4, m.nu)
+        mujoco.mj_step(m, d)
+    d.xfrc_applied[3] = [5.0, -3.0, 20.0, 0.5, 0.2, -0.1]  # a push adds to cfrc_ext as well
+    # The sensors and the contacts of one and the same forward pass (RK4 steps end on
+    # another stage's contacts).
+    mujoco.mj_forward(m, d)
+    mujoco.mj_rnePostConstraint(m, d)
+    assert d.ncon >= 3 and np.abs(d.cfrc_ext).max() > 50.0
+    model, data = _as_jax(m, d)
+    wrenches = np.asarray(contact.WrenchSensors.of(m).external_wrenches(model, data))
+    np.testing.assert_allclose(wrenches, d.cfrc_ext, atol=1e-3 * np.abs(d.cfrc_ext).max())
+    np.testing.assert_allclose(np.asarray(contact.com_inertia(model, data)), d.cinert, atol=1e-5, rtol=1e-5)
+
+
+def test_foot_normal_forces_equal_mujoco_c():
+    config = BipedWalkConfig()
+    m = config.load_mj_model()
+    d = mujoco.MjData(m)
+    mujoco.mj_resetDataKeyframe(m, d, mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_KEY, config.keyframe))
+    for _ in range(200):
+        mujoco.mj_step(m, d)
+    mujoco.mj_forward(m, d)
+    expected = np.zeros(2)
+    force = np.zeros(6)
+    feet = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in config.contact_geoms]
+    for i in range(d.ncon):
+        mujoco.mj_contactForce(m, d, i, force)
+        for k, g in enumerate(feet):
+            expected[k] += force[0] * (g in d.contact[i].geom)
+    sensors = contact.ForceSensors.of(m, config.contact_geoms)
+    got = np.asarray(sensors.normal_forces(types.SimpleNamespace(sensordata=jnp.asarray(d.sensordata))))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # Standing still, the feet carry the robot's weight.
+    assert got.sum() == pytest.approx(m.body_mass.sum() * 9.81, rel=0.05)
+
+
+def test_a_missing_foot_is_one_clear_error():
+    with pytest.raises(robots.ModelError, match="no geom named 'left_toe'"):
+        robots.load_model(robots.BIPED_XML, "mjcf", profiles=PROFILES, sensors=lambda spec, m: contact.add_force_sensors(
+            spec, m, geoms=("left_toe",), partner="floor"))

@@ -1,0 +1,42 @@
+"""`scripts/gpu_check.sh` at a tiny shape on CPU: every figure it promises, as JSON lines,
+so the script that a lent GPU runs cannot rot between GPU sessions."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+@pytest.mark.slow
+def test_gpu_check_prints_every_figure_at_a_tiny_shape(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0",
+               GPU_CHECK_WHEELS=str(tmp_path / "no_wheels"))
+    proc = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--tiny", "--iterations=2", "--es_seconds=25",
+         f"--results_dir={tmp_path}"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+    by_name = {}
+    for line in lines:
+        by_name.setdefault(line["name"], []).append(line)
+    assert by_name["machine"][0]["backend"] == "cpu"
+    # warp needs an NVIDIA GPU: one line says so, and the check goes on.
+    (skipped,) = by_name["skipped"]
+    assert skipped["impl"] == "warp" and "NVIDIA GPU" in skipped["reason"]
+    (it,) = by_name["es_iteration"]
+    assert it["impl"] == "jax" and it["population"] == 8 and it["env_steps_per_s"] > 0
+    assert it["iteration_seconds"] > 0 and it["peak_memory_bytes"] is None  # CPU keeps no count
+    (cached,) = by_name["es_cached_start"]
+    assert cached["cache_hits"] >= 1
+    (ppo,) = by_name["ppo_amp_iteration"]
+    assert ppo["num_envs"] == 8 and ppo["env_steps_per_s"] > 0
+    evals = by_name["es_eval"]
+    assert evals[0]["iteration"] == 0 and all(e["eval_return"] is not None for e in evals)
+    (run,) = by_name["es_run"]
+    assert run["stopped_by_signal"] == "SIGUSR1" and run["iterations"] >= 2
+    assert [l["name"] for l in lines][-1] == "es_run"
+    assert os.path.isdir(os.path.join(run["run_dir"], "checkpoints"))
