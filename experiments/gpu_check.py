@@ -15,18 +15,22 @@ In order:
   * `es_eval`: production ES (`configs/es.py`) trained for `--es_seconds` (counted from
     the end of its compile) through the real host loop, one line per evaluation as it lands, then `es_run` with its summary. The run
     stops the way Slurm stops a job (SIGUSR1, checkpoint, clean exit).
+A check that raises prints a `failed` line with its error and traceback, the others still
+run, and the command exits non-zero at the end.
 Production shape: 8192 antithetic pairs (16,384 candidates) in chunks of 2048, `fast`
 physics; `--tiny` shrinks every shape so that the suite runs the whole sequence on CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import statistics
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -203,11 +207,22 @@ def main(argv: Sequence[str]) -> None:
     launch.maybe_initialize_distributed()
     cache_dir = compile_cache.enable(os.path.join(_RESULTS.value, "jax_compile_cache"))
     emit("machine", **launch.device_summary(), versions=launch.versions(), tiny=_TINY.value)
-    for impl in _IMPLS.value:
-        check_es_iteration(impl, cache_dir)
-    check_ppo_iteration(cache_dir)
+    checks = [(f"es_iteration[{impl}]", functools.partial(check_es_iteration, impl, cache_dir))
+              for impl in _IMPLS.value]
+    checks.append(("ppo_amp_iteration", functools.partial(check_ppo_iteration, cache_dir)))
     if _ES_SECONDS.value > 0:
-        check_es_run(_ES_SECONDS.value)
+        checks.append(("es_run", functools.partial(check_es_run, _ES_SECONDS.value)))
+    failed = []
+    for what, check in checks:
+        # One broken check (say, an MJX feature the Warp path lacks) is reported with its
+        # error, and the others still run: a lent GPU's minutes are scarce.
+        try:
+            check()
+        except Exception as e:  # pylint: disable=broad-exception-caught
+            failed.append(what)
+            emit("failed", what=what, error=f"{type(e).__name__}: {e}"[:2000], traceback=traceback.format_exc()[-4000:])
+    if failed:
+        raise SystemExit(f"gpu_check: {len(failed)} check(s) failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
