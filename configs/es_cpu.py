@@ -1,4 +1,4 @@
-"""ES on a 2-core CPU: the strongest setting measured so far (BENCHMARKS.md, "ES learning").
+"""ES on a 2-core CPU: the strongest setting measured so far (BENCHMARKS.md, "ES against ARS").
 
     python -m experiments.es --config=configs/es_cpu.py
 
@@ -7,7 +7,11 @@ device, and the work-queue rollout adds ~35% by keeping every slot busy. The upd
 pairs: with 64 or 128 pairs the estimate is so noisy that theta random-walks (its norm
 grows as sqrt(iterations)) and the eval return stalls near 330 and 400. A small sigma
 keeps candidates close to theta; the reservoir's inputs are scaled so that its units
-stay out of saturation.
+stay out of saturation. Two Newton iterations and training without the survival bonus
+(ARS's own choice) together: with the bonus the policy learns to stand and stalls near
+570 by 1M env steps; without it, under one Newton iteration, it lunges and falls
+(384 at 2M); with both it walks at ~1.3 m/s, 705 at 2M and 743 at 2.7M (seed 0), against
+ARS's median 488 and 581 at 2M and 3M.
 """
 
 import ml_collections
@@ -26,8 +30,13 @@ def get_config() -> ml_collections.ConfigDict:
     # Slots refill from a work queue: ~35% more lived env-steps/s than chunk after chunk.
     c.rollout_queue = True
     c.num_iterations = 250
+    # The `fast` profile with 2 Newton iterations in place of 1 (~0.75x its env-steps/s).
+    c.solver_iterations = 2
+    # Train on the return without the survival bonus (5 per step); evaluations keep it.
+    c.reward_shift = 5.0
     c.eval_every = 10
-    c.eval_episodes = 8
+    # ARS's logs are compared on at least 20 evaluation episodes.
+    c.eval_episodes = 20
     c.policy.size = 64
     c.policy.input_scaling = 0.05
     c.fitness_shaping = "ars"
