@@ -94,8 +94,8 @@ def main(argv: Sequence[str]) -> None:
     count, s1, s2 = 0, np.zeros(n_obs), np.zeros(n_obs)
     mean, inv_std = np.zeros(n_obs), np.ones(n_obs)
     env_steps, iteration, start = 0, 0, time.perf_counter()
-    log = open(os.path.join(run, "metrics.jsonl"), "w")  # pylint: disable=consider-using-with
-    with multiprocessing.get_context("fork").Pool(_WORKERS.value) as pool:
+    with open(os.path.join(run, "metrics.jsonl"), "w") as log, \
+            multiprocessing.get_context("fork").Pool(_WORKERS.value) as pool:
         while True:
             if iteration % _EVAL_EVERY.value == 0 or env_steps >= _BUDGET.value:
                 seeds = rng.integers(2**31, size=_EVAL_EPISODES.value)
@@ -126,7 +126,6 @@ def main(argv: Sequence[str]) -> None:
             std = np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
             inv_std = np.where(std < 1e-7, 0.0, 1.0 / np.maximum(std, 1e-7))
             iteration += 1
-    log.close()
 
 
 if __name__ == "__main__":

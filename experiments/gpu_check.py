@@ -38,7 +38,7 @@ import jax
 import ml_collections
 from absl import app, flags
 
-from common import compile_cache, launch, physics
+from common import compile_cache, config as config_lib, launch, physics
 from configs import es as es_configs
 from configs import ppo_amp as ppo_configs
 from humanoid_es import config as es_config
@@ -150,22 +150,25 @@ def check_ppo_iteration(cache_dir: str) -> None:
 
 
 def _follow(path: str, done: threading.Event, started: threading.Event) -> None:
-    """Prints each evaluation record of `path` (metrics.jsonl) as it is written; sets
-    `started` at the first record (iteration 0's evaluation, just before the loop)."""
-    seen = 0
+    """Prints each evaluation record of `path` (metrics.jsonl, appended to by the run) as it
+    is written; sets `started` at the first record (iteration 0's evaluation, just before
+    the loop). Only complete lines are read: the writer may be halfway through one."""
+    offset, pending = 0, ""
     while True:
         finished = done.is_set()
         if os.path.exists(path):
             with open(path) as f:
-                lines = f.read().splitlines()
-            for line in lines[seen:]:
+                f.seek(offset)
+                pending += f.read()
+                offset = f.tell()
+            *lines, pending = pending.split("\n")
+            for line in lines:
                 record = json.loads(line)
                 started.set()
                 if record.get("eval_return") is not None:
                     emit("es_eval", **{k: record.get(k) for k in (
                         "iteration", "env_steps", "wall_seconds", "eval_return", "eval_length",
                         "eval_x_velocity_mean", "env_steps_per_s")})
-            seen = len(lines)
         if finished:
             return
         time.sleep(0.5)
@@ -204,6 +207,8 @@ def check_es_run(seconds: float) -> None:
 @launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
+    if _ITERATIONS.value < 1:
+        raise config_lib.ConfigError(f"--iterations: must be a positive integer, got {_ITERATIONS.value}")
     launch.maybe_initialize_distributed()
     cache_dir = compile_cache.enable(os.path.join(_RESULTS.value, "jax_compile_cache"))
     emit("machine", **launch.device_summary(), versions=launch.versions(), tiny=_TINY.value)
