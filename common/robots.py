@@ -26,7 +26,7 @@ _INTEGRATORS = {
     "rk4": mujoco.mjtIntegrator.mjINT_RK4,
     "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
 }
-CONTACTS = ("all", "pairs", "floor")
+CONTACTS = ("all", "pairs", "feet", "floor")
 INTEGRATORS = tuple(_INTEGRATORS)
 _SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
 
@@ -41,8 +41,9 @@ class PhysicsProfile:
 
     Attributes:
       contacts: "all" keeps the file's contype/conaffinity (every geom may collide);
-        "pairs" switches those off and adds explicit pairs `contact_geoms` x floor;
-        "floor" does the same with every named geom but the floor (no self-collision).
+        "pairs" switches those off and adds explicit pairs `contact_geoms` x floor and
+        the robot's `self_pairs` (`load_model`); "feet" adds only `contact_geoms` x floor;
+        "floor" adds every named geom but the floor x floor, and the `self_pairs`.
       integrator: "euler", "rk4" or "implicitfast".
       solver: "cg" or "newton".
       iterations: constraint solver iterations.
@@ -85,26 +86,26 @@ def _geom_names(spec: mujoco.MjSpec) -> set[str]:
     return {g.name for g in spec.geoms if g.name}
 
 
-def _add_pairs(spec: mujoco.MjSpec, contact_geoms: Sequence[str], floor_geom: str) -> None:
-    """Replaces implicit collisions by explicit `contact_geoms` x floor pairs."""
+def _add_pairs(spec: mujoco.MjSpec, pairs: Sequence[tuple[str, str]]) -> None:
+    """Replaces implicit collisions by the explicit geom-geom `pairs`."""
     by_name = {g.name: g for g in spec.geoms if g.name}
-    floor = by_name[floor_geom]
     for g in spec.geoms:
         g.contype = 0
         g.conaffinity = 0
-    for name in contact_geoms:
-        geom = by_name[name]
+    for name1, name2 in pairs:
+        g1, g2 = by_name[name1], by_name[name2]
         # Mirror MuJoCo's own mixing rules for a geom-geom contact so that a pair
-        # behaves like the implicit contact it replaces.
-        slide, spin, roll = (max(a, b) for a, b in zip(geom.friction, floor.friction))
+        # behaves like the implicit contact it replaces: the larger friction and condim,
+        # the sum of the margins and of the gaps (tests/test_contact.py checks them).
+        slide, spin, roll = (max(a, b) for a, b in zip(g1.friction, g2.friction))
         spec.add_pair(
-            name=f"{name}_{floor_geom}",
-            geomname1=name,
-            geomname2=floor_geom,
-            condim=max(geom.condim, floor.condim),
+            name=f"{name1}_{name2}",
+            geomname1=name1,
+            geomname2=name2,
+            condim=max(g1.condim, g2.condim),
             friction=[slide, slide, spin, roll, roll],
-            margin=max(geom.margin, floor.margin),
-            gap=max(geom.gap, floor.gap),
+            margin=g1.margin + g2.margin,
+            gap=g1.gap + g2.gap,
         )
 
 
@@ -114,6 +115,7 @@ def load_model(
     *,
     contact_geoms: Sequence[str] = (),
     floor_geom: str = "floor",
+    self_pairs: Sequence[tuple[str, str]] = (),
     solver_iterations: int | None = None,
     ls_iterations: int | None = None,
     integrator: str | None = None,
@@ -125,6 +127,8 @@ def load_model(
 
     `solver_iterations` / `ls_iterations` override both the file and the profile;
     `integrator` and `contacts` override the profile's (see `PhysicsProfile`).
+    `self_pairs` are geom pairs of the robot that collide with each other in the
+    "pairs" and "floor" contact modes ("all" keeps the file's; "feet" has none).
     A file that asks for PGS (which MJX cannot run) is switched to CG with a warning.
     `sensors(spec, model)` may then add sensors, knowing the compiled contacts
     (`common.contact`); the model is compiled again with them.
@@ -145,8 +149,8 @@ def load_model(
     if profile.contacts == "floor":
         # The same explicit pairs, for every named geom but the floor.
         contact_geoms = tuple(g.name for g in spec.geoms if g.name and g.name != floor_geom)
-    if profile.contacts in ("pairs", "floor"):
-        missing = [n for n in (floor_geom, *contact_geoms) if n not in names]
+    if profile.contacts in ("pairs", "feet", "floor"):
+        missing = [n for n in (floor_geom, *contact_geoms, *(g for p in self_pairs for g in p)) if n not in names]
         if missing:
             raise ModelError(
                 f"xml_path: {xml_path!r} has no geom named {missing} "
@@ -154,7 +158,8 @@ def load_model(
             )
         if not contact_geoms:
             raise ModelError(f"contact_geoms: the {profile.contacts!r} contact mode needs at least one geom")
-        _add_pairs(spec, contact_geoms, floor_geom)
+        robot_pairs = () if profile.contacts == "feet" else tuple(self_pairs)
+        _add_pairs(spec, [*((g, floor_geom) for g in contact_geoms), *robot_pairs])
 
     opt = spec.option
     if opt.solver == mujoco.mjtSolver.mjSOL_PGS:

@@ -39,8 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Constraint-solver and line-search iterations; None keeps the profile's values.
     c.solver_iterations = config_dict.placeholder(int)
     c.ls_iterations = config_dict.placeholder(int)
-    # Integrator ("euler", "rk4", "implicitfast") and contacts ("pairs": feet x floor,
-    # "floor": every body x floor, "all": the MJCF's); None keeps the profile's.
+    # Integrator ("euler", "rk4", "implicitfast") and contacts ("pairs": feet x floor and
+    # the legs against each other, "feet": feet x floor only, "floor": every body x floor
+    # and the legs, "all": the MJCF's); None keeps the profile's.
     c.integrator = config_dict.placeholder(str)
     c.contacts = config_dict.placeholder(str)
     # On the CPU backend, split the host into this many XLA devices, one per core, and

@@ -6,7 +6,9 @@
 Loads `<run>/config.json` and the latest checkpoint; the experiment (`es` or `ppo_amp`)
 is the name of the folder above the run. `--physics` swaps the physics profile (the
 observation, reward and termination are the same in every profile): the humanoid's
-profiles for ES runs, the biped's (common/envs/biped/config.py PROFILES) for PPO+AMP.
+profiles for ES runs, the biped's (common/envs/biped/config.py PROFILES) for PPO+AMP. The
+named profile runs as defined: the run's own solver, integrator and contact overrides
+are dropped.
 
 ES runs print `eval_return` and `eval_length` (means over episodes; `--episodes`
 defaults to 10).
@@ -91,6 +93,10 @@ def _evaluate_es(run_path: str, config: ml_collections.ConfigDict) -> dict:
         raise ConfigError(f"--physics: must be one of {sorted(robots.PROFILES)}, got {physics!r}")
     episodes = _ES_EPISODES if _EPISODES.value is None else _EPISODES.value
     config = with_defaults(config, es_defaults.get_config())
+    if _PHYSICS.value is not None:
+        # The profile as named: a run's own solver, integrator and contact overrides
+        # (es_cpu's Newton 2, say) would otherwise be laid over Gymnasium's settings.
+        config.solver_iterations = config.ls_iterations = config.integrator = config.contacts = None
     config.physics = physics
     es_config.validate(config)
     _check_checkpoint(run_path)
@@ -106,6 +112,8 @@ def _evaluate_ppo_amp(run_path: str, config: ml_collections.ConfigDict, command)
         raise ConfigError(f"--physics: a PPO+AMP run needs a biped profile, one of {sorted(biped_config.PROFILES)}, "
                           f"got {physics!r}")
     config = with_defaults(config, ppo_defaults.get_config())
+    if _PHYSICS.value is not None:
+        config.solver_iterations = config.ls_iterations = None
     config.physics = physics
     ppo_config.validate(config)
     command = tuple(float(v) for v in config.eval_command) if command is None else command

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from common import contact, robots
+from common.envs import humanoid as envs_humanoid
 from common.envs.biped.config import PROFILES, BipedWalkConfig
 
 
@@ -67,3 +68,51 @@ def test_a_missing_foot_is_one_clear_error():
     with pytest.raises(robots.ModelError, match="no geom named 'left_toe'"):
         robots.load_model(robots.BIPED_XML, "mjcf", profiles=PROFILES, sensors=lambda spec, m: contact.add_force_sensors(
             spec, m, geoms=("left_toe",), partner="floor"))
+
+
+def _contacts(m, d, pairs):
+    """{(geom, geom): (dist, frame, friction, condim)} of the contacts of the named `pairs`."""
+    ids = {tuple(sorted(mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, n) for n in p)) for p in pairs}
+    return {tuple(sorted(c.geom)): (c.dist, c.frame.copy(), c.friction.copy(), c.dim)
+            for c in d.contact[:d.ncon] if tuple(sorted(c.geom)) in ids}
+
+
+def test_leg_and_feet_pairs_collide_as_every_geom_contacts_do():
+    """The humanoid's `pairs` contacts are Gymnasium's every-geom ones, for the pairs they name."""
+    config = envs_humanoid.HumanoidConfig()
+    feet = [(g, config.floor_geom) for g in config.contact_geoms]
+    models = {c: robots.load_model(config.xml_path, "fast", contact_geoms=config.contact_geoms,
+                                   self_pairs=config.self_pairs, contacts=c) for c in ("all", "pairs", "feet")}
+    assert models["feet"].npair == 2 and models["pairs"].npair == 2 + len(config.self_pairs) == 15
+    rng = np.random.default_rng(0)
+    found = {"legs": 0, "feet": 0}
+    m_all = models["all"]
+    hinge = m_all.jnt_type == mujoco.mjtJoint.mjJNT_HINGE
+    for _ in range(200):  # random poses in the joints' ranges: crossed legs, a heel at the butt
+        qpos = m_all.qpos0.copy()
+        qpos[2] = rng.uniform(0.9, 1.2)  # low enough for a foot to reach the floor
+        lo, hi = m_all.jnt_range[hinge].T
+        qpos[m_all.jnt_qposadr[hinge]] = rng.uniform(lo, hi)
+        datas = {c: mujoco.MjData(m) for c, m in models.items()}
+        for c, d in datas.items():
+            d.qpos[:] = qpos
+            mujoco.mj_forward(models[c], d)
+        want = _contacts(m_all, datas["all"], [*config.self_pairs, *feet])
+        got = _contacts(models["pairs"], datas["pairs"], [*config.self_pairs, *feet])
+        assert got.keys() == want.keys()
+        for pair, (dist, frame, friction, dim) in want.items():
+            np.testing.assert_allclose(got[pair][0], dist, atol=1e-9)
+            np.testing.assert_allclose(got[pair][1], frame, atol=1e-9)
+            np.testing.assert_allclose(got[pair][2], friction)
+            assert got[pair][3] == dim
+        assert not _contacts(models["feet"], datas["feet"], config.self_pairs)
+        floor_contacts = len(_contacts(m_all, datas["all"], feet))
+        found["feet"] += floor_contacts
+        found["legs"] += len(want) - floor_contacts
+    assert found["legs"] >= 20 and found["feet"] >= 20, found  # the poses did bring geoms together
+
+
+def test_a_self_pair_naming_a_missing_geom_is_one_clear_error():
+    with pytest.raises(robots.ModelError, match="no geom named \\['left_knee_cap'\\]"):
+        robots.load_model(robots.HUMANOID_XML, "fast", contact_geoms=("right_foot",),
+                          self_pairs=(("left_knee_cap", "right_shin1"),))

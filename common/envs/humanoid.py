@@ -23,6 +23,9 @@ from common import contact, physics, robots
 from common.envs.base import Env, State
 
 
+_LEG = ("thigh1", "shin1", "foot")
+
+
 @dataclasses.dataclass(frozen=True)
 class HumanoidConfig:
     """Every field can be overridden through `common.envs.make("humanoid", **overrides)`."""
@@ -33,11 +36,19 @@ class HumanoidConfig:
     solver_iterations: int | None = None
     ls_iterations: int | None = None
     # Override the profile's integrator ("euler", "rk4", "implicitfast") and contacts
-    # ("all", "pairs": contact_geoms x floor, "floor": every geom x floor); None keeps it.
+    # ("all"; "pairs": contact_geoms x floor and self_pairs; "feet": contact_geoms x floor;
+    # "floor": every geom x floor and self_pairs); None keeps it.
     integrator: str | None = None
     contacts: str | None = None
     contact_geoms: tuple[str, ...] = ("right_foot", "left_foot")
     floor_geom: str = "floor"
+    # Where a gait's legs meet each other or the butt. Without them a policy learns to
+    # swing a leg through the other or a foot through the butt (measured: a walk worth
+    # 730 under feet-only contacts scores 411 under Gymnasium's every-geom contacts).
+    self_pairs: tuple[tuple[str, str], ...] = (
+        *((f"left_{a}", f"right_{b}") for a in _LEG for b in _LEG),
+        *(("butt", f"{side}_{part}") for side in ("left", "right") for part in ("shin1", "foot")),
+    )
     frame_skip: int = 5
     episode_length: int = 1000
     forward_reward_weight: float = 1.25
@@ -56,6 +67,7 @@ class HumanoidConfig:
             self.physics,
             contact_geoms=self.contact_geoms,
             floor_geom=self.floor_geom,
+            self_pairs=self.self_pairs,
             solver_iterations=self.solver_iterations,
             ls_iterations=self.ls_iterations,
             integrator=self.integrator,
