@@ -162,3 +162,17 @@ def test_logging_cost_does_not_grow_with_the_run(tmp_path):
     again.log({"iteration": 10, "new": 2.0})
     header = open(again.sub("metrics.csv")).readline().strip().split(",")
     assert header[-1] == "new" and sorted(header[:-1]) == sorted(["iteration", *keys])
+
+
+def test_evaluate_under_a_named_profile_drops_the_runs_physics_overrides():
+    from experiments import evaluate
+
+    run = es_cpu.get_config()
+    run.contacts = "feet"
+    assert run.solver_iterations == 2
+    gym = evaluate.under_profile(run, "gym", evaluate.ES_PHYSICS_OVERRIDES)
+    assert gym.physics == "gym" and all(gym[f] is None for f in evaluate.ES_PHYSICS_OVERRIDES)
+    own = evaluate.under_profile(run, None, evaluate.ES_PHYSICS_OVERRIDES)
+    assert (own.physics, own.solver_iterations, own.contacts) == (run.physics, 2, "feet")
+    assert run.contacts == "feet" and run.solver_iterations == 2  # the run's config is left as it was
+    es_config.validate(gym)
