@@ -11,7 +11,10 @@ stay out of saturation. Two Newton iterations and training without the survival 
 (ARS's own choice) together: with the bonus the policy learns to stand and stalls near
 570 by 1M env steps; without it, under one Newton iteration, it lunges and falls
 (384 at 2M); with both it walks at ~1.3 m/s, 705 at 2M and 743 at 2.7M (seed 0), against
-ARS's median 488 and 581 at 2M and 3M.
+ARS's median 488 and 581 at 2M and 3M. That walk swung a leg through the other, which
+feet-only contacts allow, and kept 56% of its return under Gymnasium's physics; with the
+legs colliding (the `fast` profile's pairs since) it learns later, 659 at 3M, and keeps
+106% (BENCHMARKS.md, "the legs passed through each other").
 """
 
 import ml_collections
