@@ -57,6 +57,21 @@ def with_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.Co
     return merged
 
 
+def under_profile(config: ml_collections.ConfigDict, physics: str | None,
+                  overrides: tuple[str, ...]) -> ml_collections.ConfigDict:
+    """A copy of a run's `config` under the profile `physics` as defined (None: as it ran).
+
+    A named profile drops the run's own physics `overrides`: es_cpu's Newton 2 would
+    otherwise be laid over Gymnasium's 50 CG iterations and reported as `gym`.
+    """
+    config = ml_collections.ConfigDict(config.to_dict())
+    if physics is not None:
+        config.physics = physics
+        for field in overrides:
+            config[field] = None
+    return config
+
+
 def to_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """A plain, JSON-ready dict of the resolved config (tuples become lists)."""
     return json.loads(config.to_json_best_effort(sort_keys=True))

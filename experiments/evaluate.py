@@ -38,7 +38,7 @@ from absl import app, flags
 
 from common import launch, robots
 from common.checkpoint import CheckpointError
-from common.config import ConfigError, with_defaults
+from common.config import ConfigError, under_profile, with_defaults
 from common.envs.biped import config as biped_config
 from configs import es as es_defaults, ppo_amp as ppo_defaults
 from humanoid_es import config as es_config, train as es_train
@@ -55,21 +55,6 @@ _ES_EPISODES = 10
 # A run's own changes to its profile's physics; dropped when --physics names a profile.
 ES_PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contacts")
 PPO_PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations")
-
-
-def under_profile(config: ml_collections.ConfigDict, physics: str | None,
-                  overrides: Sequence[str]) -> ml_collections.ConfigDict:
-    """The run's `config` under the profile `physics` as defined (None: the run's own, as run).
-
-    Without dropping `overrides`, es_cpu's Newton 2 would be laid over Gymnasium's 50 CG
-    iterations and the result reported as `gym`.
-    """
-    config = ml_collections.ConfigDict(config.to_dict())
-    if physics is not None:
-        config.physics = physics
-        for field in overrides:
-            config[field] = None
-    return config
 
 
 def load_run_config(run_path: str) -> ml_collections.ConfigDict:

@@ -165,14 +165,13 @@ def test_logging_cost_does_not_grow_with_the_run(tmp_path):
 
 
 def test_evaluate_under_a_named_profile_drops_the_runs_physics_overrides():
-    from experiments import evaluate
-
+    overrides = ("solver_iterations", "ls_iterations", "integrator", "contacts")
     run = es_cpu.get_config()
     run.contacts = "feet"
     assert run.solver_iterations == 2
-    gym = evaluate.under_profile(run, "gym", evaluate.ES_PHYSICS_OVERRIDES)
-    assert gym.physics == "gym" and all(gym[f] is None for f in evaluate.ES_PHYSICS_OVERRIDES)
-    own = evaluate.under_profile(run, None, evaluate.ES_PHYSICS_OVERRIDES)
+    gym = config_lib.under_profile(run, "gym", overrides)
+    assert gym.physics == "gym" and all(gym[f] is None for f in overrides)
+    own = config_lib.under_profile(run, None, overrides)
     assert (own.physics, own.solver_iterations, own.contacts) == (run.physics, 2, "feet")
     assert run.contacts == "feet" and run.solver_iterations == 2  # the run's config is left as it was
     es_config.validate(gym)
