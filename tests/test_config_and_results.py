@@ -41,7 +41,7 @@ def _config(**overrides):
         ({"strategy": "CMA"}, "strategy"),
         ({"max_env_steps": -5}, "max_env_steps"),
         ({"integrator": "semi-implicit"}, "integrator"),
-        ({"contacts": "feet"}, "contacts"),
+        ({"contacts": "knees"}, "contacts"),
     ],
 )
 def test_validation_names_the_field(overrides, field):

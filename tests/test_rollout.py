@@ -49,8 +49,10 @@ def evaluate(fast_env):
 
 def _assert_same(a, b):
     # Different batch shapes vectorise differently in XLA, so sums of 60 float32 rewards
-    # agree to rounding (~1e-6 relative), not bit for bit; episode lengths are exact.
-    np.testing.assert_allclose(a.episode_return, b.episode_return, rtol=1e-5, atol=1e-3)
+    # agree to rounding, not bit for bit; contacts that switch on and off (the legs'
+    # pairs) grow a rounding difference along the episode to ~2e-5 relative (measured).
+    # Episode lengths are exact.
+    np.testing.assert_allclose(a.episode_return, b.episode_return, rtol=1e-4, atol=1e-3)
     np.testing.assert_array_equal(a.length, b.length)
     np.testing.assert_array_equal(a.diverged, b.diverged)
     np.testing.assert_array_equal(a.obs_stats.count, b.obs_stats.count)
