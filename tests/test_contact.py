@@ -88,12 +88,12 @@ def test_leg_and_feet_pairs_collide_as_every_geom_contacts_do():
     found = {"legs": 0, "feet": 0}
     m_all = models["all"]
     hinge = m_all.jnt_type == mujoco.mjtJoint.mjJNT_HINGE
+    datas = {c: mujoco.MjData(m) for c, m in models.items()}
     for _ in range(200):  # random poses in the joints' ranges: crossed legs, a heel at the butt
         qpos = m_all.qpos0.copy()
         qpos[2] = rng.uniform(0.9, 1.2)  # low enough for a foot to reach the floor
         lo, hi = m_all.jnt_range[hinge].T
         qpos[m_all.jnt_qposadr[hinge]] = rng.uniform(lo, hi)
-        datas = {c: mujoco.MjData(m) for c, m in models.items()}
         for c, d in datas.items():
             d.qpos[:] = qpos
             mujoco.mj_forward(models[c], d)
