@@ -52,9 +52,6 @@ _COMMAND = flags.DEFINE_string("command", None, "PPO+AMP: 'vx,vy,wz' to walk at;
 _SECONDS = flags.DEFINE_float("seconds", None, "PPO+AMP: seconds per episode; default: the run's eval_seconds.")
 
 _ES_EPISODES = 10
-# A run's own changes to its profile's physics; dropped when --physics names a profile.
-ES_PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contacts")
-PPO_PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations")
 
 
 def load_run_config(run_path: str) -> ml_collections.ConfigDict:
@@ -95,7 +92,7 @@ def _evaluate_es(run_path: str, config: ml_collections.ConfigDict) -> dict:
     if physics not in robots.PROFILES:
         raise ConfigError(f"--physics: must be one of {sorted(robots.PROFILES)}, got {physics!r}")
     episodes = _ES_EPISODES if _EPISODES.value is None else _EPISODES.value
-    config = under_profile(with_defaults(config, es_defaults.get_config()), _PHYSICS.value, ES_PHYSICS_OVERRIDES)
+    config = under_profile(with_defaults(config, es_defaults.get_config()), _PHYSICS.value, es_config.PHYSICS_OVERRIDES)
     es_config.validate(config)
     _check_checkpoint(run_path)
     trainer, state = es_train.restore_latest(run_path, config)
@@ -109,7 +106,7 @@ def _evaluate_ppo_amp(run_path: str, config: ml_collections.ConfigDict, command)
     if physics not in biped_config.PROFILES:
         raise ConfigError(f"--physics: a PPO+AMP run needs a biped profile, one of {sorted(biped_config.PROFILES)}, "
                           f"got {physics!r}")
-    config = under_profile(with_defaults(config, ppo_defaults.get_config()), _PHYSICS.value, PPO_PHYSICS_OVERRIDES)
+    config = under_profile(with_defaults(config, ppo_defaults.get_config()), _PHYSICS.value, ppo_config.PHYSICS_OVERRIDES)
     ppo_config.validate(config)
     command = tuple(float(v) for v in config.eval_command) if command is None else command
     seconds = float(config.eval_seconds) if _SECONDS.value is None else _SECONDS.value

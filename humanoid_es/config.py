@@ -14,6 +14,10 @@ from humanoid_es import es, policy, schedules, strategies
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+# A run's own changes to its physics profile (`experiments.evaluate --physics` drops them).
+PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contacts")
+
+
 def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     """Raises `ConfigError` naming the first field that breaks a rule."""
     require(config.env in envs.names(), "env", f"must be one of {envs.names()}", config.env)

@@ -18,6 +18,10 @@ LOSSES = ("least_squares", "logistic")
 NORMALIZATIONS = ("reference", "pooled")
 
 
+# A run's own changes to its physics profile (`experiments.evaluate --physics` drops them).
+PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations")
+
+
 def _number(config: ml_collections.ConfigDict, field: str, prefix: str, lo: float | None = None,
             strict: bool = False) -> None:
     v = config[field]

@@ -165,7 +165,7 @@ def test_logging_cost_does_not_grow_with_the_run(tmp_path):
 
 
 def test_evaluate_under_a_named_profile_drops_the_runs_physics_overrides():
-    overrides = ("solver_iterations", "ls_iterations", "integrator", "contacts")
+    overrides = es_config.PHYSICS_OVERRIDES
     run = es_cpu.get_config()
     run.contacts = "feet"
     assert run.solver_iterations == 2
