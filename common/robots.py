@@ -150,7 +150,8 @@ def load_model(
         # The same explicit pairs, for every named geom but the floor.
         contact_geoms = tuple(g.name for g in spec.geoms if g.name and g.name != floor_geom)
     if profile.contacts in ("pairs", "feet", "floor"):
-        missing = [n for n in (floor_geom, *contact_geoms, *(g for p in self_pairs for g in p)) if n not in names]
+        robot_pairs = () if profile.contacts == "feet" else tuple(self_pairs)
+        missing = [n for n in (floor_geom, *contact_geoms, *(g for p in robot_pairs for g in p)) if n not in names]
         if missing:
             raise ModelError(
                 f"xml_path: {xml_path!r} has no geom named {missing} "
@@ -158,7 +159,6 @@ def load_model(
             )
         if not contact_geoms:
             raise ModelError(f"contact_geoms: the {profile.contacts!r} contact mode needs at least one geom")
-        robot_pairs = () if profile.contacts == "feet" else tuple(self_pairs)
         _add_pairs(spec, [*((g, floor_geom) for g in contact_geoms), *robot_pairs])
 
     opt = spec.option

@@ -116,3 +116,7 @@ def test_a_self_pair_naming_a_missing_geom_is_one_clear_error():
     with pytest.raises(robots.ModelError, match="no geom named \\['left_knee_cap'\\]"):
         robots.load_model(robots.HUMANOID_XML, "fast", contact_geoms=("right_foot",),
                           self_pairs=(("left_knee_cap", "right_shin1"),))
+    # Feet-only contacts add no self pair, so they do not ask for its geoms.
+    m = robots.load_model(robots.HUMANOID_XML, "fast", contact_geoms=("right_foot",),
+                          self_pairs=(("left_knee_cap", "right_shin1"),), contacts="feet")
+    assert m.npair == 1
