@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from typing import Any
 
 import ml_collections
 
+from common import physics
 from common.errors import UserError
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class ConfigError(UserError):
@@ -35,6 +40,51 @@ def non_negative_int(config: ml_collections.ConfigDict, *fields: str) -> None:
     for f in fields:
         v = config[f]
         require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f, "must be an integer >= 0", v)
+
+
+def number(config: ml_collections.ConfigDict, *fields: str, prefix: str = "", above: float | None = None,
+           at_least: float | None = None) -> None:
+    """Each of `fields` is a real number (not a bool), `> above` and `>= at_least` where given.
+
+    `prefix` names the section `config` is (`"ppo."`), so the message names the full field.
+    """
+    for f in fields:
+        v = config[f]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        rule = "must be a number"
+        if above is not None:
+            ok, rule = ok and v > above, f"{rule} > {above}"
+        if at_least is not None:
+            ok, rule = ok and v >= at_least, f"{rule} >= {at_least}"
+        require(ok, prefix + f, rule, v)
+
+
+def validate_run(config: ml_collections.ConfigDict) -> None:
+    """The rules of the fields every run has, whichever pipeline trains it.
+
+    Loop lengths, seed, devices, MJX implementation, solver overrides, the MJCF path and
+    where results go; each pipeline then checks only its own fields.
+    """
+    positive_int(config, "num_iterations", "horizon", "eval_every", "eval_episodes", "checkpoint_every",
+                 "checkpoints_to_keep")
+    non_negative_int(config, "max_env_steps")
+    require(isinstance(config.seed, int) and not isinstance(config.seed, bool), "seed", "must be an integer",
+            config.seed)
+    require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
+            "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)
+    try:
+        physics.check_impl(config.impl)
+    except physics.ImplError as e:
+        raise ConfigError(f"config.{e}") from None
+    for field in ("solver_iterations", "ls_iterations"):
+        value = config[field]
+        require(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0), field,
+                "must be a positive integer or None (keep the profile's value)", value)
+    if config.xml_path is not None:
+        require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
+    require(bool(config.results_dir), "results_dir", "must be a directory path", config.results_dir)
+    require(config.run_name is None or bool(_RUN_NAME.match(config.run_name)), "run_name",
+            "must be letters, digits, '.', '_' or '-' (no path separators)", config.run_name)
 
 
 def with_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -15,7 +15,6 @@ persistent compile cache where `compile_cache_dir` names one.
 
 What differs between pipelines (experiment name, validation, trainer, log text, record
 fields, plots, extra summary fields) comes in a `Pipeline`; this module imports neither.
-`absl_main` makes a pipeline's `run` the main of its command line (`experiments/`).
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from typing import Any, Protocol
 
 import jax
 import ml_collections
-from absl import flags, logging
+from absl import logging
 from jaxtyping import PRNGKeyArray
 
 from common import checkpoint, compile_cache, config as config_lib, launch, results
@@ -209,15 +208,3 @@ def restore_latest(run_path: str, config: ml_collections.ConfigDict, pipeline: P
     trainer = pipeline.make_trainer(config, None, **trainer_kwargs)
     template = trainer.init(jax.random.PRNGKey(config.seed))
     return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template)
-
-
-def absl_main(run_fn: Callable[[ml_collections.ConfigDict], Any],
-              config_flag: flags.FlagHolder) -> Callable[[Sequence[str]], None]:
-    """An absl `main` calling `run_fn` on the parsed `config_flag`; bad input ends in one line, status 2."""
-
-    @launch.user_errors_exit
-    def main(argv: Sequence[str]) -> None:
-        del argv
-        run_fn(config_flag.value)
-
-    return main

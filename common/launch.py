@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import logging
 import os
 import platform
 import signal
-import sys
-from collections.abc import Callable, Sequence
 
 import jax
 from jax.sharding import AxisType, Mesh
 
-from common.errors import UserError
 
 _PACKAGES = ("jax", "jaxlib", "mujoco", "mujoco-mjx", "equinox", "optax", "evosax", "orbax-checkpoint")
 
@@ -87,20 +83,6 @@ def log_banner() -> None:
         "python %s | jax %s | mujoco %s | mujoco-mjx %s | backend %s | devices %s",
         v["python"], v["jax"], v["mujoco"], v["mujoco-mjx"], d["backend"], d["devices"],
     )
-
-
-def user_errors_exit(main: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]], None]:
-    """Wraps an absl `main` so that bad input ends the run with one line and status 2."""
-
-    @functools.wraps(main)
-    def wrapped(argv: Sequence[str]) -> None:
-        try:
-            main(argv)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            sys.exit(2)
-
-    return wrapped
 
 
 class StopFlag:

@@ -38,11 +38,11 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 from mujoco import rollout as mj_rollout
 
-from common import compile_cache, config as config_lib, envs, launch, physics, results, robots
+from common import cli, compile_cache, config as config_lib, envs, launch, physics, results, robots
 from experiments import benchmark_ppo, timing
 from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer
@@ -139,7 +139,6 @@ def _measure_es(config, cache_dir: str | None, repeats: int, env_steps_per_s: fl
             "ratio": rate / env_steps_per_s}
 
 
-@launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
     config = _CONFIG.value.copy_and_resolve_references()
@@ -191,4 +190,4 @@ def _record(config, prefix: str, measure) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

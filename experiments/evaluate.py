@@ -34,9 +34,9 @@ from collections.abc import Sequence
 
 import jax
 import ml_collections
-from absl import app, flags
+from absl import flags
 
-from common import launch, robots
+from common import cli, robots
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, under_profile, with_defaults
 from common.envs.biped import config as biped_config
@@ -124,7 +124,6 @@ def _evaluate_ppo_amp(run_path: str, config: ml_collections.ConfigDict, command)
             "seconds": steps * trainer.env.dt, "steps": steps, **figures}
 
 
-@launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
     # The flags' own syntax first: a typo costs no model build.
@@ -147,4 +146,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -36,9 +36,9 @@ from typing import Any
 
 import jax
 import ml_collections
-from absl import app, flags
+from absl import flags
 
-from common import compile_cache, config as config_lib, launch, physics
+from common import cli, compile_cache, config as config_lib, launch, physics
 from configs import es as es_configs
 from configs import ppo_amp as ppo_configs
 from humanoid_es import config as es_config
@@ -204,7 +204,6 @@ def check_es_run(seconds: float) -> None:
         "stopped_by_signal", "run_dir")})
 
 
-@launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
     if _ITERATIONS.value < 1:
@@ -231,4 +230,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
