@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ml_collections
 
-from common import envs, robots
-from common.config import number, positive_int, require, validate_run
+from common import config as config_lib, envs, robots
+from common.config import ConfigError, number, positive_int, require, validate_run
 from humanoid_es import es, policy, schedules, strategies
 
+
+# HumanoidConfig fields the config's `task` section leaves to the top level: the physics,
+# the horizon and the MJCF.
+TASK_EXCLUDE = (*config_lib.TOP_LEVEL_ENV_FIELDS, "xml_path", "episode_length")
 
 # A run's own changes to its physics profile (`experiments.evaluate --physics` drops them).
 PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contacts")
@@ -15,7 +19,8 @@ PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contac
 
 def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     """Raises `ConfigError` naming the first field that breaks a rule."""
-    require(config.env in envs.names(), "env", f"must be one of {envs.names()}", config.env)
+    require(config.env == "humanoid", "env", "ES trains the 'humanoid' task (its `task` section is HumanoidConfig's)",
+            config.env)
     validate_run(config)
     positive_int(config, "pairs", "candidate_chunk")
     population = 2 * config.pairs
@@ -48,6 +53,20 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
             f"must be None (the profile's) or one of {robots.CONTACTS}", config.contacts)
     _validate_es(config)
     _validate_policy(config.policy)
+    _validate_task(config)
+
+
+def _validate_task(config: ml_collections.ConfigDict) -> None:
+    t = config.task
+    positive_int(t, "frame_skip", prefix="task.")
+    number(t, "forward_reward_weight", "healthy_reward", "ctrl_cost_weight", "healthy_z_min", prefix="task.")
+    number(t, "healthy_z_max", prefix="task.", above=t.healthy_z_min)
+    number(t, "reset_noise_scale", prefix="task.", at_least=0)
+    number(t, "max_qvel", prefix="task.", above=0)
+    try:
+        envs.config_for(config.env, **env_overrides(config))
+    except TypeError as e:
+        raise ConfigError(f"config.task: {e}") from None
 
 
 def _validate_es(config: ml_collections.ConfigDict) -> None:
@@ -94,13 +113,4 @@ def policy_config(config: ml_collections.ConfigDict) -> policy.ReservoirConfig:
 
 def env_overrides(config: ml_collections.ConfigDict) -> dict[str, object]:
     """The config fields that build the env, as `common.envs.make` overrides."""
-    return {
-        "xml_path": config.xml_path,
-        "physics": config.physics,
-        "impl": config.impl,
-        "solver_iterations": config.solver_iterations,
-        "ls_iterations": config.ls_iterations,
-        "integrator": config.integrator,
-        "contacts": config.contacts,
-        "episode_length": config.horizon,
-    }
+    return config_lib.env_overrides(config, {"task": {}})

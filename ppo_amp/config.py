@@ -7,14 +7,20 @@ import os
 import jax
 import ml_collections
 
-from common import envs
+from common import config as config_lib, envs
 from common.config import ConfigError, number, positive_int, require, validate_run
-from common.envs.biped.config import REWARD_TERMS, validate as validate_env
+from common.envs.biped.config import RANDOMIZE_FIELDS, REWARD_TERMS, validate as validate_env
 
 CPU_ENVS_PER_DEVICE = 64
 LOSSES = ("least_squares", "logistic")
 NORMALIZATIONS = ("reference", "pooled")
 
+
+# BipedWalkConfig's `randomize` switch is the config's `randomize.enabled`.
+RANDOMIZE_RENAME = {"randomize": "enabled"}
+# BipedWalkConfig fields the config's `task` section leaves to others: the top-level
+# physics, horizon and MJCF, the `rewards` section and the `randomize` section.
+TASK_EXCLUDE = (*config_lib.TOP_LEVEL_ENV_FIELDS, "xml_path", "episode_length", "reward_scales", *RANDOMIZE_FIELDS)
 
 # A run's own changes to its physics profile (`experiments.evaluate --physics` drops them).
 PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations")
@@ -90,26 +96,7 @@ def _validate_amp(a: ml_collections.ConfigDict, batch: int) -> None:
 
 def env_overrides(config: ml_collections.ConfigDict) -> dict[str, object]:
     """The config fields that build the env, as `common.envs.make("biped_walk")` overrides."""
-    r = config.randomize
-    out: dict[str, object] = {
-        "physics": config.physics,
-        "impl": config.impl,
-        "solver_iterations": config.solver_iterations,
-        "ls_iterations": config.ls_iterations,
-        "episode_length": config.horizon,
-        "reward_scales": tuple((k, float(v)) for k, v in sorted(config.rewards.items())),
-        "randomize": r.enabled,
-        "friction_range": tuple(r.friction_range),
-        "mass_scale_range": tuple(r.mass_scale_range),
-        "damping_scale_range": tuple(r.damping_scale_range),
-        "latency_steps": tuple(r.latency_steps),
-        "push_force_range": tuple(r.push_force_range),
-        "push_interval_steps": tuple(r.push_interval_steps),
-        "push_duration_steps": r.push_duration_steps,
-        "obs_noise_scale": r.obs_noise_scale,
-    }
-    if config.xml_path is not None:
-        out["xml_path"] = config.xml_path
-    for k, v in config.task.items():
-        out[k] = tuple(v) if isinstance(v, (list, tuple)) else v
-    return out
+    rename = {v: k for k, v in RANDOMIZE_RENAME.items()}
+    overrides = config_lib.env_overrides(config, {"task": {}, "randomize": rename})
+    overrides["reward_scales"] = tuple((k, float(v)) for k, v in sorted(config.rewards.items()))
+    return overrides
