@@ -22,7 +22,7 @@ from absl import flags
 
 from common import cli, results
 from common.errors import UserError
-from humanoid_es.train import ARS_MEDIAN
+from humanoid_es.hooks import ARS_MEDIAN
 
 _RUNS = flags.DEFINE_list("runs", [], "Run directories (results_dir/es/<run_name>).")
 _BUDGETS = flags.DEFINE_list("budgets", ["3e6"], "Env-step budgets.")

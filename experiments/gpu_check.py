@@ -42,7 +42,7 @@ from common import cli, compile_cache, config as config_lib, launch, physics
 from configs import es as es_configs
 from configs import ppo_amp as ppo_configs
 from humanoid_es import config as es_config
-from humanoid_es import train as es_train
+from humanoid_es import hooks as es_hooks
 from humanoid_es.trainer import Trainer as EsTrainer
 from ppo_amp import config as ppo_config
 from ppo_amp.trainer import Trainer as PpoTrainer
@@ -187,14 +187,14 @@ def _stop_after(seconds: float, started: threading.Event, done: threading.Event)
 def check_es_run(seconds: float) -> None:
     config = es_config_for("jax")
     config.run_name = f"es-{int(time.time())}"
-    path = os.path.join(config.results_dir, es_train.EXPERIMENT, config.run_name, "metrics.jsonl")
+    path = os.path.join(config.results_dir, es_hooks.EXPERIMENT, config.run_name, "metrics.jsonl")
     done, started = threading.Event(), threading.Event()
     threads = [threading.Thread(target=_follow, args=(path, done, started), daemon=True),
                threading.Thread(target=_stop_after, args=(seconds, started, done), daemon=True)]
     for t in threads:
         t.start()
     try:
-        summary = es_train.run(config)
+        summary = es_hooks.run(config)
     finally:
         done.set()
         for t in threads:

@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from ml_collections import config_flags
 
 from common import cli
-from ppo_amp import train
+from ppo_amp import hooks
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo_amp.py", "PPO+AMP config file.", lock_config=True)
 
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    train.run(_CONFIG.value)
+    hooks.run(_CONFIG.value)
 
 
 if __name__ == "__main__":

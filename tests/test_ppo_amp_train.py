@@ -10,7 +10,7 @@ import pytest
 from common import checkpoint, launch, normalizer
 from common.config import ConfigError
 from configs import ppo_amp_test
-from ppo_amp import amp, config as ppo_config, train
+from ppo_amp import amp, config as ppo_config, hooks
 from ppo_amp.trainer import Trainer
 
 
@@ -125,7 +125,7 @@ def test_bad_config_is_one_clear_error_before_any_results(tmp_path, field, value
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         ppo_config.validate(c, n_devices=4)
     with pytest.raises(ConfigError):
-        train.run(c)
+        hooks.run(c)
     assert not os.path.exists(tmp_path / "results")
 
 

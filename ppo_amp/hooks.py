@@ -1,4 +1,4 @@
-"""The PPO+AMP run: its parts of the shared host loop (`common.host_loop`), and restoring a run.
+"""The PPO+AMP pipeline's hooks in the shared host loop (`common.host_loop`), and restoring a run.
 
 PPO+AMP's parts of the loop: the compile shape (envs, rollout length, AMP on or off), an
 iteration's line (episode return and length, tracking error, discriminator accuracy,
@@ -42,9 +42,7 @@ def _late_mean(records: Sequence[dict[str, Any]], keys: tuple[str, ...],
 
 def _compile_shape(config: ml_collections.ConfigDict, trainer: Trainer) -> dict[str, Any]:
     del trainer
-    return {"num_envs": config.num_envs, "rollout_length": config.rollout_length, "horizon": config.horizon,
-            "devices": jax.device_count(), "physics": config.physics, "impl": config.impl,
-            "amp": config.amp.enabled}
+    return {"num_envs": config.num_envs, "rollout_length": config.rollout_length, "amp": config.amp.enabled}
 
 
 def _banner(config: ml_collections.ConfigDict, trainer: Trainer) -> str:
