@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+from jax.sharding import PartitionSpec as P
 
 
 def best_seconds(fn: Callable[..., Any], *args: Any, repeats: int) -> float:
@@ -25,7 +26,5 @@ def per_device(fn: Callable[..., Any], mesh: jax.sharding.Mesh | None) -> Callab
     """
     if mesh is None:
         return fn
-    from jax.sharding import PartitionSpec as P  # pylint: disable=import-outside-toplevel
-
     (axis,) = mesh.axis_names
     return jax.shard_map(fn, mesh=mesh, in_specs=P(axis), out_specs=P(axis), check_vma=False)

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from common import normalizer, rollout
-from common.envs.biped.walk import BipedWalk, quat_to_mat
+from common import normalizer, quaternion, rollout
+from common.envs.biped.walk import BipedWalk
 from ppo_amp.networks import Actor
 
 
@@ -67,7 +67,7 @@ def episode_sums(
         action = jax.vmap(actor.deterministic)(obs)
         nxt = jax.vmap(env.step)(s, action)
         alive = carry.alive
-        rot = jax.vmap(quat_to_mat)(nxt.data.qpos[:, 3:7])
+        rot = quaternion.to_matrix(nxt.data.qpos[:, 3:7])
         v_base = jnp.einsum("nji,nj->ni", rot, nxt.data.qvel[:, :3])
         ring = jnp.concatenate([carry.velocity_ring[:, 1:], v_base[:, None, :2]], axis=1)
         v_avg = jnp.mean(ring, axis=1)

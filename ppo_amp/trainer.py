@@ -14,14 +14,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from common import envs, normalizer, rollout
 from common.envs.base import State
-from ppo_amp import amp, amp_features, evaluate as evaluation, motion, motion_gen, networks, ppo
+from ppo_amp import amp, amp_features, evaluate as evaluation, motion, motion_gen, networks, ppo, replay as replay_lib
 from ppo_amp import config as ppo_config
 
 
@@ -33,7 +32,7 @@ class TrainState(eqx.Module):
     opt_state: optax.OptState
     disc: amp.Discriminator | None
     disc_opt_state: optax.OptState | None
-    replay: amp.ReplayBuffer | None
+    replay: replay_lib.ReplayBuffer | None
     obs_stats: normalizer.RunningStats
     critic_obs_stats: normalizer.RunningStats
     reward_scaling: ppo.RewardScaling
@@ -161,7 +160,7 @@ class Trainer:
             mean, std = amp.input_stats(self.reference)
             disc = amp.init(k_disc, self.reference.shape[1], tuple(c.amp.hidden), c.amp.spectral_norm, mean, std)
             disc_opt = self.disc_optimizer.init(amp.trainable(disc))
-            replay = amp.replay_init(c.amp.replay_capacity, self.reference.shape[1])
+            replay = replay_lib.init(c.amp.replay_capacity, self.reference.shape[1])
         return TrainState(
             actor=actor, critic=critic, opt_state=ppo.init_opt_state(self.optimizer, actor, critic),
             disc=disc, disc_opt_state=disc_opt, replay=replay,
@@ -290,7 +289,7 @@ class Trainer:
                 batch_size=c.amp.batch_size, num_steps=c.amp.steps_per_iteration, loss_type=c.amp.loss,
                 gp_weight=c.amp.gp_weight, replay_fraction=c.amp.replay_fraction, input_noise=c.amp.input_noise,
             )
-            replay = amp.replay_add(replay, windows)
+            replay = replay_lib.add(replay, windows)
             style = amp.style_reward(disc, windows, c.amp.loss).reshape(t, n)
             reward = reward + c.amp.style_weight * self.env.dt * style
             metrics.update(disc_metrics)
