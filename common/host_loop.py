@@ -30,7 +30,7 @@ import ml_collections
 from absl import logging
 from jaxtyping import PRNGKeyArray
 
-from common import checkpoint, compile_cache, config as config_lib, launch, results
+from common import checkpoint, compile_cache, config as config_lib, launch, results, sharding
 
 Record = dict[str, Any]
 
@@ -99,7 +99,7 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     launch.check_cpu_devices(config.cpu_devices)
     launch.log_banner()
     cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    mesh = sharding.make_mesh()
     # Built first, so that input only the trainer can check never touches an existing run.
     trainer = pipeline.make_trainer(config, mesh)
     resolved = config_lib.to_dict(config)

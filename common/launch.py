@@ -9,7 +9,6 @@ import platform
 import signal
 
 import jax
-from jax.sharding import AxisType, Mesh
 
 
 _PACKAGES = ("jax", "jaxlib", "mujoco", "mujoco-mjx", "equinox", "optax", "evosax", "orbax-checkpoint")
@@ -69,11 +68,6 @@ def check_cpu_devices(n: int) -> None:
             "(XLA_FLAGS=%r, or JAX started before the request)",
             n, jax.local_device_count(), os.environ.get("XLA_FLAGS", ""),
         )
-
-
-def make_mesh(axis: str = "batch") -> Mesh:
-    """A one-axis mesh over every device of every process, with automatic sharding."""
-    return jax.make_mesh((jax.device_count(),), (axis,), axis_types=(AxisType.Auto,))
 
 
 def log_banner() -> None:

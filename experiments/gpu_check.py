@@ -38,7 +38,7 @@ import jax
 import ml_collections
 from absl import flags
 
-from common import cli, compile_cache, config as config_lib, launch, physics
+from common import cli, compile_cache, config as config_lib, launch, physics, sharding
 from configs import es as es_configs
 from configs import ppo_amp as ppo_configs
 from humanoid_es import config as es_config
@@ -100,7 +100,7 @@ def check_es_iteration(impl: str, cache_dir: str) -> None:
         emit("skipped", impl=impl, what="es_iteration", reason=str(e))
         return
     es_config.validate(config, jax.device_count())
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    mesh = sharding.make_mesh()
     trainer = EsTrainer(config, mesh)
     state = trainer.place(trainer.init(jax.random.PRNGKey(0)))
     shape = {"population": trainer.population, "candidate_chunk": config.candidate_chunk,
@@ -130,7 +130,7 @@ def check_es_iteration(impl: str, cache_dir: str) -> None:
 def check_ppo_iteration(cache_dir: str) -> None:
     config = ppo_config_for()
     ppo_config.validate(config, n_devices=jax.device_count())
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    mesh = sharding.make_mesh()
     trainer = PpoTrainer(config, mesh)
     state = trainer.place(trainer.init(jax.random.PRNGKey(0)))
     shape = {"num_envs": config.num_envs, "rollout_length": config.rollout_length, "physics": config.physics,

@@ -9,6 +9,8 @@ from common.config import ConfigError, number, positive_int, require, validate_r
 from humanoid_es import es, policy, schedules, strategies
 
 
+# The task ES trains.
+ENV = "humanoid"
 # HumanoidConfig fields the config's `task` section leaves to the top level: the physics,
 # the horizon and the MJCF.
 TASK_EXCLUDE = (*config_lib.TOP_LEVEL_ENV_FIELDS, "xml_path", "episode_length")
@@ -19,7 +21,7 @@ PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contac
 
 def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     """Raises `ConfigError` naming the first field that breaks a rule."""
-    require(config.env == "humanoid", "env", "ES trains the 'humanoid' task (its `task` section is HumanoidConfig's)",
+    require(config.env == ENV, "env", f"ES trains the {ENV!r} task (its `task` section is HumanoidConfig's)",
             config.env)
     validate_run(config)
     positive_int(config, "pairs", "candidate_chunk")

@@ -11,6 +11,8 @@ from common import config as config_lib, envs
 from common.config import ConfigError, number, positive_int, require, validate_run
 from common.envs.biped.config import RANDOMIZE_FIELDS, REWARD_TERMS, validate as validate_env
 
+# The task PPO+AMP trains.
+ENV = "biped_walk"
 CPU_ENVS_PER_DEVICE = 64
 LOSSES = ("least_squares", "logistic")
 NORMALIZATIONS = ("reference", "pooled")
@@ -28,7 +30,7 @@ PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations")
 
 def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     """Raises `ConfigError` naming the first field that breaks a rule."""
-    require(config.env == "biped_walk", "env", "PPO+AMP trains the 'biped_walk' task", config.env)
+    require(config.env == ENV, "env", f"PPO+AMP trains the {ENV!r} task", config.env)
     validate_run(config)
     positive_int(config, "num_envs", "rollout_length")
     require(config.num_envs % n_devices == 0, "num_envs", f"must be divisible by the number of devices ({n_devices})",
@@ -54,7 +56,7 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     require(0.0 < c.threshold <= 1.0, "curriculum.threshold", "must be in (0, 1]", c.threshold)
     require(0.0 <= c.step <= 1.0, "curriculum.step", "must be in [0, 1]", c.step)
     try:
-        validate_env(envs.config_for("biped_walk", **env_overrides(config)))
+        validate_env(envs.config_for(ENV, **env_overrides(config)))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config (task/randomize): {e}") from None
 

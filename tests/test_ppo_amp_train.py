@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from common import checkpoint, launch, normalizer
+from common import checkpoint, normalizer, sharding
 from common.config import ConfigError
 from configs import ppo_amp_test
 from ppo_amp import amp, config as ppo_config, hooks
@@ -83,7 +83,7 @@ def test_sharded_over_four_devices_equals_one_device(single):
     state = trainer.init(jax.random.PRNGKey(2))
     one = iterate(state)[0]
 
-    sharded = Trainer(_config(), launch.make_mesh())
+    sharded = Trainer(_config(), sharding.make_mesh())
     placed = sharded.place(sharded.init(jax.random.PRNGKey(2)))
     compiled = sharded.iteration.lower(placed).compile()  # ahead of time, as train.run does
     four, _ = compiled(placed)

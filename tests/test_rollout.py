@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import launch, rollout
+from common import rollout, sharding
 
 POPULATION = 8
 HORIZON = 60
@@ -104,7 +104,7 @@ def test_work_queue_equals_chunks(evaluate):
 
 def test_sharded_over_four_devices_equals_one_device(evaluate):
     assert jax.device_count() == 4, "conftest forces four host devices"
-    mesh = launch.make_mesh()
+    mesh = sharding.make_mesh()
     _assert_same(evaluate(POPULATION, mesh=mesh), evaluate(POPULATION))
 
 
