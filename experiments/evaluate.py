@@ -36,7 +36,7 @@ import jax
 import ml_collections
 from absl import flags
 
-from common import cli, robots
+from common import cli, host_loop, robots
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, under_profile, with_defaults
 from common.envs.biped import config as biped_config
@@ -95,7 +95,7 @@ def _evaluate_es(run_path: str, config: ml_collections.ConfigDict) -> dict:
     config = under_profile(with_defaults(config, es_defaults.get_config()), _PHYSICS.value, es_config.PHYSICS_OVERRIDES)
     es_config.validate(config)
     _check_checkpoint(run_path)
-    trainer, state = es_hooks.restore_latest(run_path, config)
+    trainer, state = host_loop.restore_latest(run_path, config, es_hooks.PIPELINE)
     metrics = trainer.evaluate(state, jax.random.PRNGKey(_SEED.value), episodes=episodes)
     return {"run": run_path, "physics": physics, "episodes": episodes,
             "iteration": int(state.iteration), **{k: float(v) for k, v in jax.device_get(metrics).items()}}
@@ -112,7 +112,7 @@ def _evaluate_ppo_amp(run_path: str, config: ml_collections.ConfigDict, command)
     seconds = float(config.eval_seconds) if _SECONDS.value is None else _SECONDS.value
     episodes = int(config.eval_episodes) if _EPISODES.value is None else _EPISODES.value
     _check_checkpoint(run_path)
-    trainer, state = ppo_hooks.restore_latest(run_path, config)
+    trainer, state = host_loop.restore_latest(run_path, config, ppo_hooks.PIPELINE)
     steps = round(seconds / trainer.env.dt)
     if steps < 1:
         raise ConfigError(f"--seconds: {seconds} is shorter than one policy step ({trainer.env.dt} s)")

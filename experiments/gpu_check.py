@@ -38,7 +38,7 @@ import jax
 import ml_collections
 from absl import flags
 
-from common import cli, compile_cache, config as config_lib, launch, physics, sharding
+from common import cli, compile_cache, config as config_lib, host_loop, launch, physics, sharding
 from configs import es as es_configs
 from configs import ppo_amp as ppo_configs
 from humanoid_es import config as es_config
@@ -194,7 +194,7 @@ def check_es_run(seconds: float) -> None:
     for t in threads:
         t.start()
     try:
-        summary = es_hooks.run(config)
+        summary = host_loop.run(config, es_hooks.PIPELINE)
     finally:
         done.set()
         for t in threads:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ml_collections import config_flags
 
-from common import cli
+from common import cli, host_loop
 from ppo_amp import hooks
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo_amp.py", "PPO+AMP config file.", lock_config=True)
@@ -16,7 +16,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo_amp.py", "PPO+A
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    hooks.run(_CONFIG.value)
+    host_loop.run(_CONFIG.value, hooks.PIPELINE)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""The ES pipeline's hooks in the shared host loop (`common.host_loop`), and restoring a run.
+"""The ES pipeline's hooks in the shared host loop: `host_loop.run(config, hooks.PIPELINE)`.
 
-ES's parts of the loop: the compile shape (population, chunk, horizon, parameter count),
-an iteration's line (training fitness, episode length, eval return), the learning curve (fitness and eval return) and `final_eval_length` in
-the summary. Evaluation metrics go into the records under their own names.
+ES's parts of the loop: the compile shape (population, chunk, parameter count), an
+iteration's line (training fitness, episode length, eval return), the learning curve
+(fitness and eval return), the reward terms and velocity plots, and `final_eval_length`
+in the summary. Evaluation metrics go into the records under their own names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import ml_collections
 
 from common import host_loop, results
 from humanoid_es import config as es_config
-from humanoid_es.trainer import Trainer, TrainState
+from humanoid_es.trainer import Trainer
 
 EXPERIMENT = "es"
 # ARS's median evaluation return over its 26 Humanoid-v1 logs (github.com/modestyachts/ARS,
@@ -60,7 +61,7 @@ def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any]
     return {"final_eval_length": None if last_eval is None else last_eval["eval_length"]}
 
 
-_PIPELINE = host_loop.Pipeline(
+PIPELINE = host_loop.Pipeline(
     experiment=EXPERIMENT,
     validate=es_config.validate,
     make_trainer=Trainer,
@@ -70,13 +71,3 @@ _PIPELINE = host_loop.Pipeline(
     plot=_plot,
     summary_fields=_summary_fields,
 )
-
-
-def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Trains (or resumes) the run that `config` names; returns its summary."""
-    return host_loop.run(config, _PIPELINE)
-
-
-def restore_latest(run_path: str, config: ml_collections.ConfigDict, **env_overrides) -> tuple[Trainer, TrainState]:
-    """The trainer and the latest checkpointed state of the run in `run_path`."""
-    return host_loop.restore_latest(run_path, config, _PIPELINE, **env_overrides)

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from common import checkpoint, normalizer, sharding
+from common import checkpoint, host_loop, normalizer, sharding
 from common.config import ConfigError
 from configs import ppo_amp_test
 from ppo_amp import amp, config as ppo_config, hooks
@@ -125,7 +125,7 @@ def test_bad_config_is_one_clear_error_before_any_results(tmp_path, field, value
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         ppo_config.validate(c, n_devices=4)
     with pytest.raises(ConfigError):
-        hooks.run(c)
+        host_loop.run(c, hooks.PIPELINE)
     assert not os.path.exists(tmp_path / "results")
 
 
