@@ -48,12 +48,14 @@ def to_matrix(q: Quat) -> Float[Array, "*b 3 3"] | Float[np.ndarray, "*b 3 3"]:
     """The rotation matrix (body -> world) of `q`."""
     xp = _xp(q)
     w, x, y, z = (q[..., i] for i in range(4))
-    rows = [
+    # Built as one nested array, as the envs always built it: XLA compiles a stack of
+    # stacks with other rounding in the last bit, which changed evaluation trajectories.
+    m = xp.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
         [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
         [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ]
-    return xp.stack([xp.stack(row, axis=-1) for row in rows], axis=-2)
+    ])
+    return m if q.ndim == 1 else xp.moveaxis(m, (0, 1), (-2, -1))
 
 
 def about_axis(axis: int, angle: Float[Array, " *b"] | Float[np.ndarray, " *b"]) -> Quat:

@@ -19,6 +19,7 @@ frozen from then on and counted in `falls`. Figures (all means over the episodes
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
@@ -56,7 +57,7 @@ def episode_sums(
         return carry, actor.deterministic(normalizer.normalize(obs_stats, obs, clip=obs_clip))
 
     def measure(velocity_ring, s: State, nxt: State, alive, lived):
-        rot = quaternion.to_matrix(nxt.data.qpos[:, 3:7])
+        rot = jax.vmap(quaternion.to_matrix)(nxt.data.qpos[:, 3:7])
         v_base = jnp.einsum("nji,nj->ni", rot, nxt.data.qvel[:, :3])
         ring = jnp.concatenate([velocity_ring[:, 1:], v_base[:, None, :2]], axis=1)
         v_avg = jnp.mean(ring, axis=1)
