@@ -6,13 +6,22 @@ rule; entry points print it and exit non-zero.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
+import re
+import types
+import typing
 from typing import Any
 
 import ml_collections
+from ml_collections import config_dict
 
 from common.errors import UserError
+from common.physics import ImplError, check_impl
+
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class ConfigError(UserError):
@@ -25,16 +34,61 @@ def require(ok: bool, field: str, rule: str, value: Any = None) -> None:
         raise ConfigError(f"config.{field}: {rule}{got}")
 
 
-def positive_int(config: ml_collections.ConfigDict, *fields: str) -> None:
+def positive_int(config: ml_collections.ConfigDict, *fields: str, prefix: str = "") -> None:
     for f in fields:
         v = config[f]
-        require(isinstance(v, int) and not isinstance(v, bool) and v > 0, f, "must be a positive integer", v)
+        require(isinstance(v, int) and not isinstance(v, bool) and v > 0, prefix + f, "must be a positive integer", v)
 
 
-def non_negative_int(config: ml_collections.ConfigDict, *fields: str) -> None:
+def non_negative_int(config: ml_collections.ConfigDict, *fields: str, prefix: str = "") -> None:
     for f in fields:
         v = config[f]
-        require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f, "must be an integer >= 0", v)
+        require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, prefix + f, "must be an integer >= 0", v)
+
+
+def number(config: ml_collections.ConfigDict, *fields: str, prefix: str = "", above: float | None = None,
+           at_least: float | None = None) -> None:
+    """Each of `fields` is a real number (not a bool), `> above` and `>= at_least` where given.
+
+    `prefix` names the section `config` is (`"ppo."`), so the message names the full field.
+    """
+    for f in fields:
+        v = config[f]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        rule = "must be a number"
+        if above is not None:
+            ok, rule = ok and v > above, f"{rule} > {above}"
+        if at_least is not None:
+            ok, rule = ok and v >= at_least, f"{rule} >= {at_least}"
+        require(ok, prefix + f, rule, v)
+
+
+def validate_run(config: ml_collections.ConfigDict) -> None:
+    """The rules of the fields every run has, whichever pipeline trains it.
+
+    Loop lengths, seed, devices, MJX implementation, solver overrides, the MJCF path and
+    where results go; each pipeline then checks only its own fields.
+    """
+    positive_int(config, "num_iterations", "horizon", "eval_every", "eval_episodes", "checkpoint_every",
+                 "checkpoints_to_keep")
+    non_negative_int(config, "max_env_steps")
+    require(isinstance(config.seed, int) and not isinstance(config.seed, bool), "seed", "must be an integer",
+            config.seed)
+    require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
+            "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)
+    try:
+        check_impl(config.impl)
+    except ImplError as e:
+        raise ConfigError(f"config.{e}") from None
+    for field in ("solver_iterations", "ls_iterations"):
+        value = config[field]
+        require(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0), field,
+                "must be a positive integer or None (keep the profile's value)", value)
+    if config.xml_path is not None:
+        require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
+    require(bool(config.results_dir), "results_dir", "must be a directory path", config.results_dir)
+    require(config.run_name is None or bool(_RUN_NAME.match(config.run_name)), "run_name",
+            "must be letters, digits, '.', '_' or '-' (no path separators)", config.run_name)
 
 
 def with_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -81,3 +135,52 @@ def fingerprint(config: dict[str, Any], ignore: tuple[str, ...] = ()) -> str:
     """Short stable hash of the config, leaving out `ignore` (top-level names)."""
     kept = {k: v for k, v in config.items() if k not in ignore}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
+
+
+# Env fields a run's config holds at its top level, under the same names, in both
+# pipelines (the physics of a run); the env's `episode_length` is the run's `horizon`
+# and its `xml_path` is the run's, where None means the bundled model.
+TOP_LEVEL_ENV_FIELDS = ("physics", "impl", "solver_iterations", "ls_iterations", "integrator", "contacts")
+
+
+def _field_type(hint: Any) -> type:
+    """`int` for `int | None`, `tuple` for `tuple[float, float]`: what a placeholder holds."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return _field_type(args[0])
+    return typing.get_origin(hint) or hint
+
+
+def env_fields(config_cls: type, *, only: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
+               rename: dict[str, str] | None = None) -> ml_collections.ConfigDict:
+    """A config section of the env dataclass `config_cls`'s fields at their defaults.
+
+    The env's dataclass is the one place a default is written; a config holds its fields
+    (`only` these, less `exclude`, `rename`d {env field: config name}) and sets only its
+    deliberate departures. A None default becomes a typed placeholder that the command
+    line can fill.
+    """
+    hints = typing.get_type_hints(config_cls)
+    defaults = config_cls()
+    rename = rename or {}
+    section = ml_collections.ConfigDict()
+    for field in dataclasses.fields(config_cls):
+        if (only is not None and field.name not in only) or field.name in exclude:
+            continue
+        value = getattr(defaults, field.name)
+        name = rename.get(field.name, field.name)
+        section[name] = config_dict.placeholder(_field_type(hints[field.name])) if value is None else value
+    return section
+
+
+def env_overrides(config: ml_collections.ConfigDict, sections: dict[str, dict[str, str]]) -> dict[str, Any]:
+    """The `common.envs.make` overrides a run's config holds: its top-level env fields,
+    `horizon`, `xml_path` and each of `sections` {name: {config name: env field}}."""
+    out: dict[str, Any] = {f: config[f] for f in TOP_LEVEL_ENV_FIELDS if f in config}
+    out["episode_length"] = config.horizon
+    if config.xml_path is not None:
+        out["xml_path"] = config.xml_path
+    for name, rename in sections.items():
+        for key, value in config[name].items():
+            out[rename.get(key, key)] = value
+    return out

@@ -15,7 +15,6 @@ persistent compile cache where `compile_cache_dir` names one.
 
 What differs between pipelines (experiment name, validation, trainer, log text, record
 fields, plots, extra summary fields) comes in a `Pipeline`; this module imports neither.
-`absl_main` makes a pipeline's `run` the main of its command line (`experiments/`).
 """
 
 from __future__ import annotations
@@ -28,10 +27,10 @@ from typing import Any, Protocol
 
 import jax
 import ml_collections
-from absl import flags, logging
+from absl import logging
 from jaxtyping import PRNGKeyArray
 
-from common import checkpoint, compile_cache, config as config_lib, launch, results
+from common import checkpoint, compile_cache, config as config_lib, launch, results, sharding
 
 Record = dict[str, Any]
 
@@ -71,7 +70,8 @@ class Pipeline:
     # `make_trainer(config, mesh, **env_overrides)`; may raise UserError for input only
     # it can check.
     make_trainer: Callable[..., Trainer]
-    # What the compile-cache markers record as the compiled shape.
+    # What the compile-cache markers record as the compiled shape, beyond the fields
+    # every run shares (horizon, physics, impl, device count).
     compile_shape: Callable[[ml_collections.ConfigDict, Trainer], dict[str, Any]]
     # One line, logged after compiling, saying what an iteration does.
     banner: Callable[[ml_collections.ConfigDict, Trainer], str]
@@ -82,8 +82,6 @@ class Pipeline:
     # Renames or drops an evaluation's metrics on their way into a record; the result
     # must hold `eval_return`.
     eval_fields: Callable[[dict[str, float]], dict[str, float]] = _as_is
-    # The line logged for iteration 0's evaluation (None: no line).
-    first_eval_line: Callable[[Record], str] | None = None
     # Summary fields beyond the shared ones, from the records and the latest evaluation
     # (in a resumed run that has not evaluated since, the whole last record holding one).
     summary_fields: Callable[[Sequence[Record], Record | None], dict[str, Any]] = _no_fields
@@ -101,7 +99,7 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     launch.check_cpu_devices(config.cpu_devices)
     launch.log_banner()
     cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    mesh = sharding.make_mesh()
     # Built first, so that input only the trainer can check never touches an existing run.
     trainer = pipeline.make_trainer(config, mesh)
     resolved = config_lib.to_dict(config)
@@ -122,7 +120,8 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     env_steps = int(previous.get("env_steps", 0))
     wall_before = float(previous.get("wall_seconds", 0.0))
 
-    shape = pipeline.compile_shape(config, trainer)
+    shape = {"horizon": config.horizon, "physics": config.physics, "impl": config.impl,
+             "devices": jax.device_count(), **pipeline.compile_shape(config, trainer)}
     start = time.perf_counter()
     iteration_fn, it_report = compile_cache.warm_up(f"{pipeline.experiment}_iteration", trainer.iteration, state,
                                                     cache_dir=cache_dir, shape=shape)
@@ -144,8 +143,8 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
                   **last_eval}
         run_dir.log(record)
         best_eval = last_eval["eval_return"]
-        if pipeline.first_eval_line is not None:
-            logging.info("%s", pipeline.first_eval_line(record))
+        logging.info("iteration 0: eval return %.1f%s", record["eval_return"],
+                     f", length {record['eval_length']:.0f}" if "eval_length" in record else "")
 
     iteration = start_iteration
     loop_start = time.perf_counter()
@@ -209,15 +208,3 @@ def restore_latest(run_path: str, config: ml_collections.ConfigDict, pipeline: P
     trainer = pipeline.make_trainer(config, None, **trainer_kwargs)
     template = trainer.init(jax.random.PRNGKey(config.seed))
     return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template)
-
-
-def absl_main(run_fn: Callable[[ml_collections.ConfigDict], Any],
-              config_flag: flags.FlagHolder) -> Callable[[Sequence[str]], None]:
-    """An absl `main` calling `run_fn` on the parsed `config_flag`; bad input ends in one line, status 2."""
-
-    @launch.user_errors_exit
-    def main(argv: Sequence[str]) -> None:
-        del argv
-        run_fn(config_flag.value)
-
-    return main

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.metadata
 import logging
 import os
 import platform
 import signal
-import sys
-from collections.abc import Callable, Sequence
 
 import jax
-from jax.sharding import AxisType, Mesh
 
-from common.errors import UserError
 
 _PACKAGES = ("jax", "jaxlib", "mujoco", "mujoco-mjx", "equinox", "optax", "evosax", "orbax-checkpoint")
 
@@ -75,11 +70,6 @@ def check_cpu_devices(n: int) -> None:
         )
 
 
-def make_mesh(axis: str = "batch") -> Mesh:
-    """A one-axis mesh over every device of every process, with automatic sharding."""
-    return jax.make_mesh((jax.device_count(),), (axis,), axis_types=(AxisType.Auto,))
-
-
 def log_banner() -> None:
     v = versions()
     d = device_summary()
@@ -87,20 +77,6 @@ def log_banner() -> None:
         "python %s | jax %s | mujoco %s | mujoco-mjx %s | backend %s | devices %s",
         v["python"], v["jax"], v["mujoco"], v["mujoco-mjx"], d["backend"], d["devices"],
     )
-
-
-def user_errors_exit(main: Callable[[Sequence[str]], None]) -> Callable[[Sequence[str]], None]:
-    """Wraps an absl `main` so that bad input ends the run with one line and status 2."""
-
-    @functools.wraps(main)
-    def wrapped(argv: Sequence[str]) -> None:
-        try:
-            main(argv)
-        except UserError as e:
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            sys.exit(2)
-
-    return wrapped
 
 
 class StopFlag:

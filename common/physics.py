@@ -9,6 +9,7 @@ leaks into returns, statistics or other members of a batch.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 
 import jax
@@ -39,10 +40,8 @@ def check_impl(impl: str) -> None:
         backend = jax.default_backend()
         if backend != "gpu":
             raise ImplError(f"impl: 'warp' needs an NVIDIA GPU, but JAX's backend here is {backend!r}; use 'jax'")
-        try:
-            import warp  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-        except ImportError:
-            raise ImplError("impl: 'warp' needs `pip install mujoco-mjx[warp]` (the `warp` extra of setup.cfg)") from None
+        if importlib.util.find_spec("warp") is None:
+            raise ImplError("impl: 'warp' needs `pip install mujoco-mjx[warp]` (the `warp` extra of setup.cfg)")
 
 
 def put_model(mj_model: mujoco.MjModel, impl: str) -> mjx.Model:

@@ -21,6 +21,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from common.config import ConfigError, fingerprint
 
 # Fields that may change between a run and its resumption.
@@ -173,12 +175,9 @@ class RunDir:
 def plot_curves(series: dict[str, Sequence[tuple[float, float]]], path: str, xlabel: str, title: str = "",
                 reference: tuple[str, Sequence[tuple[float, float]]] | None = None) -> None:
     """Writes a PNG of labelled (x, y) curves, with `reference` drawn dashed in black."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    # The object API draws without pyplot's global figure state or a GUI backend.
+    fig = Figure(figsize=(7, 4), dpi=120)
+    ax = fig.subplots()
     for label, pts in series.items():
         xs, vs = zip(*pts)
         ax.plot(xs, vs, marker="o" if len(pts) < 30 else None, label=label)
@@ -192,4 +191,3 @@ def plot_curves(series: dict[str, Sequence[tuple[float, float]]], path: str, xla
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

@@ -6,6 +6,10 @@ Override any field on the command line, e.g. `--config.pairs=1024 --config.seed=
 import ml_collections
 from ml_collections import config_dict
 
+from common import config as config_lib
+from common.envs.humanoid import HumanoidConfig
+from humanoid_es.config import TASK_EXCLUDE
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -15,8 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.pairs = 8192
     # Candidates evaluated at once (memory is O(candidate_chunk)); divides 2 * pairs.
     c.candidate_chunk = 2048
-    # Steps per episode (the humanoid's time limit is 1000).
-    c.horizon = 1000
+    # Steps per episode: the humanoid's time limit.
+    c.horizon = HumanoidConfig.episode_length
     # If > 0, stop stepping a chunk once every member is done, checking every
     # `early_exit_block` steps (must divide horizon). 0 runs the full scan.
     c.early_exit_block = 50
@@ -32,18 +36,16 @@ def get_config() -> ml_collections.ConfigDict:
     c.seed = 0
     # Humanoid MJCF; None uses the one bundled in common/assets.
     c.xml_path = config_dict.placeholder(str)
-    # Physics profile: "fast" (training) or "gym" (Gymnasium's settings, for parity).
-    c.physics = "fast"
-    # MJX implementation: "jax" anywhere, "warp" on NVIDIA GPUs.
-    c.impl = "jax"
-    # Constraint-solver and line-search iterations; None keeps the profile's values.
-    c.solver_iterations = config_dict.placeholder(int)
-    c.ls_iterations = config_dict.placeholder(int)
-    # Integrator ("euler", "rk4", "implicitfast") and contacts ("pairs": feet x floor and
-    # the legs against each other, "feet": feet x floor only, "floor": every body x floor
-    # and the legs, "all": the MJCF's); None keeps the profile's.
-    c.integrator = config_dict.placeholder(str)
-    c.contacts = config_dict.placeholder(str)
+    # Physics, at HumanoidConfig's defaults (common/envs/humanoid.py): `physics` "fast"
+    # (training) or "gym" (Gymnasium's settings, for parity); `impl` "jax" anywhere,
+    # "warp" on NVIDIA GPUs; solver and line-search iterations, integrator ("euler",
+    # "rk4", "implicitfast") and contacts ("pairs": feet x floor and the legs against
+    # each other, "feet": feet x floor only, "floor": every body x floor and the legs,
+    # "all": the MJCF's), where None keeps the profile's.
+    c.update(config_lib.env_fields(HumanoidConfig, only=config_lib.TOP_LEVEL_ENV_FIELDS))
+    # The task itself (reward weights, termination, frame skip, contact geoms), every
+    # field at HumanoidConfig's default, so config.json records each resolved value.
+    c.task = config_lib.env_fields(HumanoidConfig, exclude=TASK_EXCLUDE)
     # On the CPU backend, split the host into this many XLA devices, one per core, and
     # shard the population over them (0 keeps JAX's single CPU device; no effect on GPU).
     c.cpu_devices = 0

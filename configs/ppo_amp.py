@@ -9,7 +9,9 @@ Every field can be overridden from the command line; the same command with the s
 import ml_collections
 from ml_collections import config_dict
 
-from common.envs.biped.config import DEFAULT_REWARD_SCALES
+from common import config as config_lib
+from common.envs.biped.config import DEFAULT_REWARD_SCALES, RANDOMIZE_FIELDS, BipedWalkConfig
+from ppo_amp.config import RANDOMIZE_RENAME, TASK_EXCLUDE
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -23,53 +25,27 @@ def get_config() -> ml_collections.ConfigDict:
     # Also stop once this many env steps are done (after the iteration that crosses it,
     # which is evaluated); 0 means no limit. Schedules still run over num_iterations.
     c.max_env_steps = 0
-    # Episode length in policy steps (20 s).
-    c.horizon = 1000
     # Split the host CPU into this many XLA devices (0: JAX's default, one).
     c.cpu_devices = 0
 
-    # Robot and physics (common.envs.make("biped_walk") overrides).
+    # Robot and physics (common.envs.make("biped_walk") overrides). Every task default is
+    # BipedWalkConfig's (common/envs/biped/config.py); a section holds all its fields, so
+    # config.json records each resolved value.
     c.env = "biped_walk"
     # None: the bundled biped (common/assets/biped.xml).
     c.xml_path = config_dict.placeholder(str)
-    c.physics = "fast"  # explicit foot-floor contact pairs, the MJCF's integrator and solver
-    c.impl = "jax"
-    # None: the MJCF's own (Newton, 2 iterations, 4 line-search iterations).
-    c.solver_iterations = config_dict.placeholder(int)
-    c.ls_iterations = config_dict.placeholder(int)
+    # physics "fast": explicit foot-floor contact pairs, the MJCF's integrator and solver;
+    # solver_iterations / ls_iterations None keep the MJCF's (Newton, 2 and 4).
+    c.update(config_lib.env_fields(BipedWalkConfig, only=config_lib.TOP_LEVEL_ENV_FIELDS))
+    # Episode length in policy steps (50 Hz).
+    c.horizon = BipedWalkConfig.episode_length
 
-    # Task settings passed to the env (names as in common/envs/biped/config.py).
-    c.task = ml_collections.ConfigDict()
-    # Joint target = default + action_scale x effort / stiffness x action. The actor's
-    # actions are tanh-squashed to [-1, 1], so this bounds every target: at 0.3 the knee
-    # reaches 0.21 rad past its default, while the bundled walking clips need 0.64 (hip
-    # pitch 0.34 of 0.19, ankle 0.23 of 0.18). At 1.0 a full action is the effort limit.
-    c.task.action_scale = 1.0
-    c.task.command_vx = (-0.3, 0.8)
-    c.task.command_vy = (-0.3, 0.3)
-    c.task.command_yaw = (-0.8, 0.8)
-    c.task.command_vx_start = (0.0, 0.3)
-    c.task.command_vy_start = (0.0, 0.0)
-    c.task.command_yaw_start = (0.0, 0.0)
-    c.task.command_zero_prob = 0.1
-    c.task.base_height_target = 0.46
-    c.task.grace_steps = 10
-    # The bundled walk swings a foot for ~0.2 s at 0.5 m/s (4.6 steps/s).
-    c.task.feet_air_time_target = 0.15
+    # Task settings passed to the env (names as in BipedWalkConfig).
+    c.task = config_lib.env_fields(BipedWalkConfig, exclude=TASK_EXCLUDE)
     # Reward weights per second of simulated time (reward/<name> in the metrics).
     c.rewards = ml_collections.ConfigDict(dict(DEFAULT_REWARD_SCALES))
-
-    # Domain randomisation, drawn per episode.
-    c.randomize = ml_collections.ConfigDict()
-    c.randomize.enabled = True
-    c.randomize.friction_range = (0.4, 1.2)
-    c.randomize.mass_scale_range = (0.9, 1.1)
-    c.randomize.damping_scale_range = (0.7, 1.3)
-    c.randomize.latency_steps = (0, 3)
-    c.randomize.push_force_range = (5.0, 50.0)
-    c.randomize.push_interval_steps = (150, 400)
-    c.randomize.push_duration_steps = 5
-    c.randomize.obs_noise_scale = 1.0
+    # Domain randomisation, drawn per episode; `enabled` is BipedWalkConfig's `randomize`.
+    c.randomize = config_lib.env_fields(BipedWalkConfig, only=RANDOMIZE_FIELDS, rename=RANDOMIZE_RENAME)
 
     # Command curriculum: the command ranges widen from *_start to the full ranges.
     c.curriculum = ml_collections.ConfigDict()

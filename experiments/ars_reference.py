@@ -23,8 +23,11 @@ import os
 import time
 from collections.abc import Sequence
 
+import gymnasium
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from common import cli
 
 _BUDGET = flags.DEFINE_float("budget", 5e6, "Training env steps.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of directions and episodes.")
@@ -44,7 +47,6 @@ _ENV = None
 def _env():
     global _ENV  # one env per worker process, built on first use
     if _ENV is None:
-        import gymnasium  # pylint: disable=import-outside-toplevel
         _ENV = gymnasium.make("Humanoid-v4")
     return _ENV
 
@@ -129,4 +131,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

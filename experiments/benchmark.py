@@ -4,180 +4,110 @@ and printed as JSON lines.
     python -m experiments.benchmark --config=configs/es.py [--config.candidate_chunk=256 ...]
     python -m experiments.benchmark --config=configs/ppo_amp_cpu.py [--config.num_envs=64 ...]
 
-A PPO+AMP config (env `biped_walk`, or a `num_envs` field) is measured by
-`experiments/benchmark_ppo.py` (lines `mjx_physics`, `mjx_env_step`,
-`ppo_amp_iteration` on the biped; its docstring has the details), kept in
-`results_dir/benchmark/ppo_amp-<run_name>/`; `--ppo_rollouts` sets its baselines'
-horizon and the ES-only flags below are refused for it.
-
-For an ES config, for each physics profile (`--profiles`, default fast and gym) at batch
-`candidate_chunk` and `horizon` env steps (`--gym_horizon` caps the slow `gym` one),
-it measures:
-  * `mjx_physics`: the bare MJX step (frame_skip substeps, zero action) vmapped over
-    the batch and scanned over the horizon;
-  * `mjx_env_step`: the env's own step (physics, guard, observation, reward), same
-    shape; `ratio` = its env-steps/s over `mjx_physics`'s;
-  * `mujoco_c_rollout`: MuJoCo C's threaded `mujoco.rollout` on the same model and
-    shape, the CPU reference; `ratio` = MJX env step over this.
-  * `es_iteration` (for the config's own profile): one whole ES iteration, 2 x pairs
-    candidates in chunks with early exit off, counted as population x horizon
-    env-steps; `ratio` = its env-steps/s over `mjx_env_step`'s at the same chunk and
-    horizon (1.0 would mean policy, noise, shaping and update cost nothing).
-Each line also carries the machine, versions and compile seconds; the records are kept
-in `results_dir/benchmark/<run_name>/` like any run's metrics.
+The config's env says which pipeline it trains: the humanoid's lines are
+`experiments/benchmark_es.py`'s (per physics profile: `mjx_physics`, `mjx_env_step`,
+`mujoco_c_rollout`, then `es_population_rollout` and `es_iteration`), the biped's are
+`experiments/benchmark_ppo.py`'s (`mjx_physics`, `mjx_env_step`, `ppo_rollout`,
+`ppo_amp_iteration`); their docstrings say what each line runs. Each line is timed by
+`experiments.measure` (round-robin, the fastest of `--repeats` calls) and names its
+`baseline`, with `baseline_steps_per_s` and `ratio` = its env-steps/s over the
+baseline's. Flags of the other pipeline are refused. Each line also carries the machine,
+versions and compile seconds; the records are kept in
+`results_dir/benchmark/[ppo_amp-]<run_name>/` like any run's metrics.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
-import mujoco
-import numpy as np
-from absl import app, flags, logging
+import ml_collections
+from absl import flags, logging
 from ml_collections import config_flags
-from mujoco import rollout as mj_rollout
 
-from common import compile_cache, config as config_lib, envs, launch, physics, results, robots
-from experiments import benchmark_ppo, timing
+from common import cli, compile_cache, config as config_lib, launch, results, robots, sharding
+from experiments import benchmark_es, benchmark_ppo, measure
 from humanoid_es import config as es_config
-from humanoid_es.trainer import Trainer
+from ppo_amp import config as ppo_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ES or PPO+AMP config file.", lock_config=True)
-_PROFILES = flags.DEFINE_list("profiles", ["fast", "gym"], "Physics profiles to measure.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement; the best is kept.")
-_C_THREADS = flags.DEFINE_integer("c_threads", 0, "Threads for MuJoCo C's rollout; 0 = all cores.")
-_ES = flags.DEFINE_bool("es", True, "Also time a whole ES iteration (config's profile only).")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per line (round-robin); the fastest is kept.")
+_PROFILES = flags.DEFINE_list("profiles", ["fast", "gym"], "ES: physics profiles to measure.")
+_C_THREADS = flags.DEFINE_integer("c_threads", 0, "ES: threads for MuJoCo C's rollout; 0 = all cores.")
+_ES = flags.DEFINE_bool("es", True, "ES: also time the population rollout and a whole ES iteration.")
 _GYM_HORIZON = flags.DEFINE_integer(
-    "gym_horizon", 20, "Horizon for the `gym` profile, which is ~100x slower; 0 uses the config's."
-)
+    "gym_horizon", 20, "ES: horizon for the `gym` profile, which is ~100x slower; 0 uses the config's.")
+_ROLLOUTS = flags.DEFINE_integer(
+    "ppo_rollouts", 1, "PPO+AMP: the physics baselines' horizon in rollouts (horizon = this x rollout_length).")
+
+_ES_FLAGS = ("profiles", "c_threads", "es", "gym_horizon")
+_PPO_FLAGS = ("ppo_rollouts",)
 
 
-def _measure_profile(config, profile: str, cache_dir: str | None, repeats: int) -> list[dict]:
-    overrides = es_config.env_overrides(config) | {"physics": profile}
-    env = envs.make(config.env, **overrides)
-    batch, horizon = config.candidate_chunk, config.horizon
-    if profile == "gym" and _GYM_HORIZON.value:
-        horizon = min(horizon, _GYM_HORIZON.value)
-    frame_skip = env.config.frame_skip
-    step_fn = physics.make_step_fn(frame_skip)
-    keys = jax.random.split(jax.random.PRNGKey(config.seed), batch)
-    states = jax.jit(jax.vmap(env.reset))(keys)
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
-    shape = {"batch": batch, "horizon": horizon, "physics": profile, "impl": config.impl,
-             "n_devices": jax.device_count()}
-
-    def physics_only(data):
-        def body(d, _):
-            return jax.vmap(step_fn, in_axes=(None, 0, 0))(env.model, d, jnp.zeros_like(d.ctrl)), None
-        return jax.lax.scan(body, data, length=horizon)[0].qpos
-
-    def env_steps(state):
-        def body(s, _):
-            return jax.vmap(env.step)(s, jnp.zeros_like(s.data.ctrl)), None
-        return jax.lax.scan(body, state, length=horizon)[0].obs
-
-    lines = []
-    timings = {}
-    for name, fn, arg in (("mjx_physics", physics_only, states.data), ("mjx_env_step", env_steps, states)):
-        compiled, report = compile_cache.warm_up(
-            f"benchmark_{name}_{profile}", jax.jit(timing.per_device(fn, mesh)), arg, cache_dir=cache_dir, shape=shape
-        )
-        seconds = timing.best_seconds(compiled, arg, repeats=repeats)
-        timings[name] = batch * horizon / seconds
-        lines.append({"name": name, **shape, "env_steps_per_s": timings[name],
-                      "substeps_per_s": timings[name] * frame_skip,
-                      "compile_seconds": report.compile_seconds, "cache_hits": report.cache_hits})
-    lines[1]["physics_steps_per_s"] = timings["mjx_physics"]
-    lines[1]["ratio"] = timings["mjx_env_step"] / timings["mjx_physics"]
-
-    # MuJoCo C on the very same compiled model, from the same initial states.
-    mj_model = env.config.load_mj_model()
-    threads = _C_THREADS.value or os.cpu_count() or 1
-    datas = [mujoco.MjData(mj_model) for _ in range(threads)]
-    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
-    init = np.zeros((batch, mujoco.mj_stateSize(mj_model, spec)))
-    d = mujoco.MjData(mj_model)
-    qpos, qvel = np.asarray(states.data.qpos), np.asarray(states.data.qvel)
-    for i in range(batch):
-        d.qpos[:], d.qvel[:] = qpos[i], qvel[i]
-        mujoco.mj_getState(mj_model, d, init[i], spec)
-    control = np.zeros((batch, horizon * frame_skip, mj_model.nu))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        mj_rollout.rollout(mj_model, datas, init, control, persistent_pool=True)
-        best = min(best, time.perf_counter() - start)
-    mj_rollout.shutdown_persistent_pool()
-    c_env_steps = batch * horizon / best
-    lines.append({"name": "mujoco_c_rollout", **shape, "env_steps_per_s": c_env_steps,
-                  "substeps_per_s": c_env_steps * frame_skip, "threads": threads,
-                  "physics_steps_per_s": c_env_steps, "ratio": timings["mjx_env_step"] / c_env_steps})
-    if _ES.value and profile == config.physics and horizon == config.horizon:
-        lines.append(_measure_es(config, cache_dir, repeats, timings["mjx_env_step"]))
-    return lines
+def _check_flags(es: bool) -> None:
+    """Bad values, and flags of the other pipeline, end in one line."""
+    if _REPEATS.value < 1:
+        raise config_lib.ConfigError(f"--repeats: must be a positive integer, got {_REPEATS.value}")
+    for name in _PPO_FLAGS if es else _ES_FLAGS:
+        if flags.FLAGS[name].present:
+            raise config_lib.ConfigError(f"--{name}: measures {'PPO+AMP' if es else 'ES'} configs only, and "
+                                         f"--config is {'an ES' if es else 'a PPO+AMP'} config")
+    if es:
+        for p in _PROFILES.value:
+            config_lib.require(p in robots.PROFILES, "profiles", "unknown physics profile", p)
+    elif _ROLLOUTS.value < 1:
+        raise config_lib.ConfigError(f"--ppo_rollouts: must be a positive integer, got {_ROLLOUTS.value}")
 
 
-def _measure_es(config, cache_dir: str | None, repeats: int, env_steps_per_s: float) -> dict:
-    """One whole ES iteration at the config's shape (early exit and queue off in `main`)."""
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
-    trainer = Trainer(config, mesh)
-    state = trainer.init(jax.random.PRNGKey(config.seed))
-    shape = {"batch": trainer.population, "candidate_chunk": config.candidate_chunk, "horizon": config.horizon,
-             "physics": config.physics, "impl": config.impl}
-    compiled, report = compile_cache.warm_up("benchmark_es_iteration", trainer.iteration, state,
-                                             cache_dir=cache_dir, shape=shape)
-    seconds = timing.best_seconds(compiled, state, repeats=repeats)
-    rate = trainer.population * config.horizon / seconds
-    return {"name": "es_iteration", **shape, "env_steps_per_s": rate, "iteration_seconds": seconds,
-            "params": trainer.num_params, "compile_seconds": report.compile_seconds,
-            "cache_hits": report.cache_hits, "physics_steps_per_s": env_steps_per_s,
-            "ratio": rate / env_steps_per_s}
-
-
-@launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
+    if _CONFIG.value is None:
+        raise config_lib.ConfigError("--config: name an ES or PPO+AMP config file (configs/*.py)")
     config = _CONFIG.value.copy_and_resolve_references()
-    if benchmark_ppo.is_ppo_amp(config):
-        if _REPEATS.value < 1:
-            raise config_lib.ConfigError(f"--repeats: must be a positive integer, got {_REPEATS.value}")
-        benchmark_ppo.prepare(config)
-        _record(config, "ppo_amp-", lambda cache_dir: benchmark_ppo.measure(config, cache_dir, _REPEATS.value))
-        return
-    # Every measurement runs whole horizons: early exit (and the work queue built on it)
-    # would make the step counts depend on when members fall.
-    config.early_exit_block = 0
-    config.rollout_queue = False
-    if flags.FLAGS["ppo_rollouts"].present:
-        raise config_lib.ConfigError("--ppo_rollouts: measures PPO+AMP configs only")
+    config_lib.require(config.env in (es_config.ENV, ppo_config.ENV), "env",
+                       f"must be {es_config.ENV!r} (ES) or {ppo_config.ENV!r} (PPO+AMP)", config.env)
+    es = config.env == es_config.ENV
+    _check_flags(es)
+    if es:
+        # Every line runs whole horizons: early exit (and the work queue built on it)
+        # would make the step counts depend on when members fall.
+        config.early_exit_block = 0
+        config.rollout_queue = False
     launch.request_cpu_devices(config.cpu_devices)
-    es_config.validate(config)
-    for p in _PROFILES.value:
-        config_lib.require(p in robots.PROFILES, "profiles", "unknown physics profile", p)
     launch.maybe_initialize_distributed()
+    # The rules of training, with its one-line errors, before anything is built.
+    (es_config if es else ppo_config).validate(config, jax.device_count())
     launch.check_cpu_devices(config.cpu_devices)
-    _record(config, "", lambda cache_dir: [line for profile in _PROFILES.value
-                                           for line in _measure_profile(config, profile, cache_dir, _REPEATS.value)])
+    mesh = sharding.make_mesh()
+
+    def measure_all(cache_dir: str | None):
+        if not es:
+            yield from measure.measure(benchmark_ppo.jobs(config, mesh, _ROLLOUTS.value), repeats=_REPEATS.value,
+                                       cache_dir=cache_dir)
+            return
+        for profile in _PROFILES.value:
+            jobs = benchmark_es.profile_jobs(config, profile, mesh, gym_horizon=_GYM_HORIZON.value,
+                                             c_threads=_C_THREADS.value, with_es=_ES.value)
+            yield from measure.measure(jobs, repeats=_REPEATS.value, cache_dir=cache_dir)
+        benchmark_es.finish()
+
+    _record(config, "" if es else "ppo_amp-", measure_all)
 
 
-def _record(config, prefix: str, measure) -> None:
-    """Runs `measure(cache_dir)`, printing each line as JSON and keeping them in
+def _record(config: ml_collections.ConfigDict, prefix: str, lines: Callable[[str | None], object]) -> None:
+    """Prints each of `lines(cache_dir)` as JSON as it comes and keeps them in
     `results_dir/benchmark/<prefix><run_name>/`."""
     launch.log_banner()
     cache_dir = compile_cache.enable(config.compile_cache_dir) if config.compile_cache_dir else None
     cfg = config_lib.to_dict(config)
-    run_name = results.run_name(cfg)
-    run = results.RunDir(config.results_dir, "benchmark", prefix + run_name, cfg)
+    run = results.RunDir(config.results_dir, "benchmark", prefix + results.run_name(cfg), cfg)
     machine = launch.device_summary()
     versions = launch.versions()
     start = time.perf_counter()
     all_lines = []
-    for line in measure(cache_dir):
+    for line in lines(cache_dir):
         line = {**line, "backend": machine["backend"], "cpu": machine["cpu"],
                 "cpu_count": machine["cpu_count"], "devices": machine["devices"], "versions": versions}
         print(json.dumps(line), flush=True)
@@ -191,4 +121,4 @@ def _record(config, prefix: str, measure) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -18,12 +18,11 @@ import re
 import statistics
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
-from common import results
+from common import cli, results
 from common.errors import UserError
-from common.launch import user_errors_exit
-from humanoid_es.train import ARS_MEDIAN
+from humanoid_es.hooks import ARS_MEDIAN
 
 _RUNS = flags.DEFINE_list("runs", [], "Run directories (results_dir/es/<run_name>).")
 _BUDGETS = flags.DEFINE_list("budgets", ["3e6"], "Env-step budgets.")
@@ -51,7 +50,6 @@ def _variant(run: str) -> str:
     return re.sub(r"-s\d+$", "", os.path.basename(os.path.normpath(run)))
 
 
-@user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
     if not _RUNS.value:
@@ -88,4 +86,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -4,13 +4,20 @@ Any config field can be overridden (`--config.pairs=1024 --config.seed=3`); the 
 command with the same `--config.run_name` resumes that run.
 """
 
-from absl import app
+from collections.abc import Sequence
+
 from ml_collections import config_flags
 
-from common import host_loop
-from humanoid_es import train
+from common import cli, host_loop
+from humanoid_es import hooks
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/es.py", "ES config file.", lock_config=True)
 
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    host_loop.run(_CONFIG.value, hooks.PIPELINE)
+
+
 if __name__ == "__main__":
-    app.run(host_loop.absl_main(train.run, _CONFIG))
+    cli.run(main)

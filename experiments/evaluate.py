@@ -34,15 +34,15 @@ from collections.abc import Sequence
 
 import jax
 import ml_collections
-from absl import app, flags
+from absl import flags
 
-from common import launch, robots
+from common import cli, host_loop, robots
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, under_profile, with_defaults
 from common.envs.biped import config as biped_config
 from configs import es as es_defaults, ppo_amp as ppo_defaults
-from humanoid_es import config as es_config, train as es_train
-from ppo_amp import config as ppo_config, train as ppo_train
+from humanoid_es import config as es_config, hooks as es_hooks
+from ppo_amp import config as ppo_config, hooks as ppo_hooks
 
 _RUN = flags.DEFINE_string("run", None, "Run directory: results_dir/<experiment>/<run_name>.", required=True)
 _PHYSICS = flags.DEFINE_string("physics", None, "Physics profile to evaluate under; default: the run's.")
@@ -95,7 +95,7 @@ def _evaluate_es(run_path: str, config: ml_collections.ConfigDict) -> dict:
     config = under_profile(with_defaults(config, es_defaults.get_config()), _PHYSICS.value, es_config.PHYSICS_OVERRIDES)
     es_config.validate(config)
     _check_checkpoint(run_path)
-    trainer, state = es_train.restore_latest(run_path, config)
+    trainer, state = host_loop.restore_latest(run_path, config, es_hooks.PIPELINE)
     metrics = trainer.evaluate(state, jax.random.PRNGKey(_SEED.value), episodes=episodes)
     return {"run": run_path, "physics": physics, "episodes": episodes,
             "iteration": int(state.iteration), **{k: float(v) for k, v in jax.device_get(metrics).items()}}
@@ -112,7 +112,7 @@ def _evaluate_ppo_amp(run_path: str, config: ml_collections.ConfigDict, command)
     seconds = float(config.eval_seconds) if _SECONDS.value is None else _SECONDS.value
     episodes = int(config.eval_episodes) if _EPISODES.value is None else _EPISODES.value
     _check_checkpoint(run_path)
-    trainer, state = ppo_train.restore_latest(run_path, config)
+    trainer, state = host_loop.restore_latest(run_path, config, ppo_hooks.PIPELINE)
     steps = round(seconds / trainer.env.dt)
     if steps < 1:
         raise ConfigError(f"--seconds: {seconds} is shorter than one policy step ({trainer.env.dt} s)")
@@ -124,7 +124,6 @@ def _evaluate_ppo_amp(run_path: str, config: ml_collections.ConfigDict, command)
             "seconds": steps * trainer.env.dt, "steps": steps, **figures}
 
 
-@launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
     # The flags' own syntax first: a typo costs no model build.
@@ -136,15 +135,15 @@ def main(argv: Sequence[str]) -> None:
     run_path = os.path.normpath(_RUN.value)
     config = load_run_config(run_path)
     experiment = os.path.basename(os.path.dirname(os.path.abspath(run_path)))
-    if experiment == es_train.EXPERIMENT:
+    if experiment == es_hooks.EXPERIMENT:
         line = _evaluate_es(run_path, config)
-    elif experiment == ppo_train.EXPERIMENT:
+    elif experiment == ppo_hooks.EXPERIMENT:
         line = _evaluate_ppo_amp(run_path, config, command)
     else:
         raise ConfigError(f"--run: {run_path!r} is under {experiment!r}, not an "
-                          f"'{es_train.EXPERIMENT}' or '{ppo_train.EXPERIMENT}' results directory")
+                          f"'{es_hooks.EXPERIMENT}' or '{ppo_hooks.EXPERIMENT}' results directory")
     print(json.dumps(line), flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

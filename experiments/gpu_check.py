@@ -36,13 +36,13 @@ from typing import Any
 
 import jax
 import ml_collections
-from absl import app, flags
+from absl import flags
 
-from common import compile_cache, config as config_lib, launch, physics
+from common import cli, compile_cache, config as config_lib, host_loop, launch, physics, sharding
 from configs import es as es_configs
 from configs import ppo_amp as ppo_configs
 from humanoid_es import config as es_config
-from humanoid_es import train as es_train
+from humanoid_es import hooks as es_hooks
 from humanoid_es.trainer import Trainer as EsTrainer
 from ppo_amp import config as ppo_config
 from ppo_amp.trainer import Trainer as PpoTrainer
@@ -100,7 +100,7 @@ def check_es_iteration(impl: str, cache_dir: str) -> None:
         emit("skipped", impl=impl, what="es_iteration", reason=str(e))
         return
     es_config.validate(config, jax.device_count())
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    mesh = sharding.make_mesh()
     trainer = EsTrainer(config, mesh)
     state = trainer.place(trainer.init(jax.random.PRNGKey(0)))
     shape = {"population": trainer.population, "candidate_chunk": config.candidate_chunk,
@@ -130,7 +130,7 @@ def check_es_iteration(impl: str, cache_dir: str) -> None:
 def check_ppo_iteration(cache_dir: str) -> None:
     config = ppo_config_for()
     ppo_config.validate(config, n_devices=jax.device_count())
-    mesh = launch.make_mesh() if jax.device_count() > 1 else None
+    mesh = sharding.make_mesh()
     trainer = PpoTrainer(config, mesh)
     state = trainer.place(trainer.init(jax.random.PRNGKey(0)))
     shape = {"num_envs": config.num_envs, "rollout_length": config.rollout_length, "physics": config.physics,
@@ -187,14 +187,14 @@ def _stop_after(seconds: float, started: threading.Event, done: threading.Event)
 def check_es_run(seconds: float) -> None:
     config = es_config_for("jax")
     config.run_name = f"es-{int(time.time())}"
-    path = os.path.join(config.results_dir, es_train.EXPERIMENT, config.run_name, "metrics.jsonl")
+    path = os.path.join(config.results_dir, es_hooks.EXPERIMENT, config.run_name, "metrics.jsonl")
     done, started = threading.Event(), threading.Event()
     threads = [threading.Thread(target=_follow, args=(path, done, started), daemon=True),
                threading.Thread(target=_stop_after, args=(seconds, started, done), daemon=True)]
     for t in threads:
         t.start()
     try:
-        summary = es_train.run(config)
+        summary = host_loop.run(config, es_hooks.PIPELINE)
     finally:
         done.set()
         for t in threads:
@@ -204,7 +204,6 @@ def check_es_run(seconds: float) -> None:
         "stopped_by_signal", "run_dir")})
 
 
-@launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     del argv
     if _ITERATIONS.value < 1:
@@ -231,4 +230,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

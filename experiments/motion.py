@@ -11,9 +11,9 @@ Bad input ends with one line on stderr and exit status 2.
 import os
 from collections.abc import Sequence
 
-from absl import app, flags
+from absl import flags
 
-from common import launch
+from common import cli
 from common.errors import UserError
 from ppo_amp import motion, motion_gen
 
@@ -56,7 +56,6 @@ def _generate() -> None:
         print(f"wrote {path}: {clip.num_frames} frames at {clip.fps:g} fps")
 
 
-@launch.user_errors_exit
 def main(argv: Sequence[str]) -> None:
     if len(argv) != 2 or argv[1] not in _COMMANDS:
         got = " ".join(argv[1:]) or "no command"
@@ -65,4 +64,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import re
-
 import ml_collections
 
-from common import envs, physics, robots
-from common.config import ConfigError, non_negative_int, positive_int, require
+from common import config as config_lib, envs, robots
+from common.config import ConfigError, number, positive_int, require, validate_run
 from humanoid_es import es, policy, schedules, strategies
 
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
+# The task ES trains.
+ENV = "humanoid"
+# HumanoidConfig fields the config's `task` section leaves to the top level: the physics,
+# the horizon and the MJCF.
+TASK_EXCLUDE = (*config_lib.TOP_LEVEL_ENV_FIELDS, "xml_path", "episode_length")
 
 # A run's own changes to its physics profile (`experiments.evaluate --physics` drops them).
 PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contacts")
@@ -20,8 +21,10 @@ PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contac
 
 def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     """Raises `ConfigError` naming the first field that breaks a rule."""
-    require(config.env in envs.names(), "env", f"must be one of {envs.names()}", config.env)
-    positive_int(config, "pairs", "candidate_chunk", "horizon", "num_iterations", "eval_every", "eval_episodes")
+    require(config.env == ENV, "env", f"ES trains the {ENV!r} task (its `task` section is HumanoidConfig's)",
+            config.env)
+    validate_run(config)
+    positive_int(config, "pairs", "candidate_chunk")
     population = 2 * config.pairs
     require(
         population % config.candidate_chunk == 0,
@@ -45,71 +48,51 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     require(isinstance(config.rollout_queue, bool) and (not config.rollout_queue or block > 0), "rollout_queue",
             "must be a bool, and True needs early_exit_block > 0 (slots refill at block boundaries)",
             config.rollout_queue)
-    non_negative_int(config, "max_env_steps")
-    require(isinstance(config.seed, int), "seed", "must be an integer", config.seed)
-    require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
-            "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)
     require(config.physics in robots.PROFILES, "physics", f"must be one of {sorted(robots.PROFILES)}", config.physics)
-    try:
-        physics.check_impl(config.impl)
-    except physics.ImplError as e:
-        raise ConfigError(f"config.{e}") from None
-    for field in ("solver_iterations", "ls_iterations"):
-        value = config[field]
-        require(
-            value is None or (isinstance(value, int) and value > 0),
-            field,
-            "must be a positive integer or None (keep the profile's value)",
-            value,
-        )
     require(config.integrator is None or config.integrator in robots.INTEGRATORS, "integrator",
             f"must be None (the profile's) or one of {robots.INTEGRATORS}", config.integrator)
     require(config.contacts is None or config.contacts in robots.CONTACTS, "contacts",
             f"must be None (the profile's) or one of {robots.CONTACTS}", config.contacts)
-    if config.xml_path is not None:
-        require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
-    require(bool(config.results_dir), "results_dir", "must be a directory path", config.results_dir)
-    require(
-        config.run_name is None or bool(_RUN_NAME.match(config.run_name)),
-        "run_name",
-        "must be letters, digits, '.', '_' or '-' (no path separators)",
-        config.run_name,
-    )
     _validate_es(config)
     _validate_policy(config.policy)
+    _validate_task(config)
 
 
-def _positive_float(config: ml_collections.ConfigDict, field: str, prefix: str = "") -> None:
-    v = config[field]
-    require(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, prefix + field, "must be > 0", v)
+def _validate_task(config: ml_collections.ConfigDict) -> None:
+    t = config.task
+    positive_int(t, "frame_skip", prefix="task.")
+    number(t, "forward_reward_weight", "healthy_reward", "ctrl_cost_weight", "healthy_z_min", prefix="task.")
+    number(t, "healthy_z_max", prefix="task.", above=t.healthy_z_min)
+    number(t, "reset_noise_scale", prefix="task.", at_least=0)
+    number(t, "max_qvel", prefix="task.", above=0)
+    try:
+        envs.config_for(config.env, **env_overrides(config))
+    except TypeError as e:
+        raise ConfigError(f"config.task: {e}") from None
 
 
 def _validate_es(config: ml_collections.ConfigDict) -> None:
     require(config.strategy in strategies.NAMES, "strategy", f"must be one of {strategies.NAMES}", config.strategy)
-    for field in ("sigma", "sigma_final", "learning_rate", "learning_rate_final"):
-        _positive_float(config, field)
+    number(config, "sigma", "sigma_final", "learning_rate", "learning_rate_final", above=0)
     for field in ("sigma_schedule", "learning_rate_schedule"):
         require(config[field] in schedules.KINDS, field, f"must be one of {schedules.KINDS}", config[field])
     require(config.optimizer in ("adam", "sgd"), "optimizer", "must be 'adam' or 'sgd'", config.optimizer)
-    require(config.weight_decay >= 0, "weight_decay", "must be >= 0", config.weight_decay)
+    number(config, "weight_decay", at_least=0)
     require(config.fitness_shaping in es.SHAPINGS, "fitness_shaping", f"must be one of {es.SHAPINGS}",
             config.fitness_shaping)
     require(isinstance(config.top_k, int) and 0 <= config.top_k <= config.pairs, "top_k",
             f"must be 0 (all pairs) or at most pairs = {config.pairs}", config.top_k)
     require(isinstance(config.noise_rank, int) and config.noise_rank >= 0, "noise_rank",
             "must be 0 (full rank) or a positive rank", config.noise_rank)
-    require(isinstance(config.reward_shift, (int, float)), "reward_shift", "must be a number", config.reward_shift)
-    positive_int(config, "checkpoint_every", "checkpoints_to_keep")
+    number(config, "reward_shift")
 
 
 def _validate_policy(p: ml_collections.ConfigDict) -> None:
     require(isinstance(p.size, int) and p.size > 0, "policy.size", "must be a positive integer", p.size)
     require(0.0 <= p.sparsity < 1.0, "policy.sparsity", "must be in [0, 1)", p.sparsity)
     require(0.0 < p.leak_rate <= 1.0, "policy.leak_rate", "must be in (0, 1]", p.leak_rate)
-    for field in ("spectral_radius", "input_scaling", "obs_clip"):
-        _positive_float(p, field, "policy.")
-    require(p.bias_scaling >= 0, "policy.bias_scaling", "must be >= 0", p.bias_scaling)
-    require(p.obs_std_floor >= 0, "policy.obs_std_floor", "must be >= 0", p.obs_std_floor)
+    number(p, "spectral_radius", "input_scaling", "obs_clip", prefix="policy.", above=0)
+    number(p, "bias_scaling", "obs_std_floor", prefix="policy.", at_least=0)
     require(isinstance(p.obs_features, int) and p.obs_features >= 0, "policy.obs_features",
             "must be an integer >= 0 (0 reads every observation entry)", p.obs_features)
     require(p.obs_norm in policy.OBS_NORMS, "policy.obs_norm", f"must be one of {policy.OBS_NORMS}", p.obs_norm)
@@ -132,13 +115,4 @@ def policy_config(config: ml_collections.ConfigDict) -> policy.ReservoirConfig:
 
 def env_overrides(config: ml_collections.ConfigDict) -> dict[str, object]:
     """The config fields that build the env, as `common.envs.make` overrides."""
-    return {
-        "xml_path": config.xml_path,
-        "physics": config.physics,
-        "impl": config.impl,
-        "solver_iterations": config.solver_iterations,
-        "ls_iterations": config.ls_iterations,
-        "integrator": config.integrator,
-        "contacts": config.contacts,
-        "episode_length": config.horizon,
-    }
+    return config_lib.env_overrides(config, {"task": {}})

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from jax.flatten_util import ravel_pytree
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from common import envs, normalizer, rollout
+from common import envs, normalizer, rollout, sharding
 from common.config import ConfigError
 from humanoid_es import config as es_config, es, policy, schedules, strategies
 
@@ -96,8 +96,7 @@ class Trainer:
         # With a mesh the train state lives replicated on every device, going in and
         # coming out, so the executables compiled ahead of time for the first state
         # accept every later one (an AOT executable refuses other input shardings).
-        self._replicated = None if mesh is None else NamedSharding(mesh, P())
-        sharded = {} if mesh is None else {"out_shardings": self._replicated}
+        sharded = {} if mesh is None else {"out_shardings": sharding.named(mesh, sharding.REPLICATED)}
         self.iteration = jax.jit(self._iteration, **sharded)
         self.evaluate = jax.jit(self._evaluate, static_argnames="episodes", **sharded)
 
@@ -126,7 +125,7 @@ class Trainer:
 
     def place(self, state: TrainState) -> TrainState:
         """`state` replicated over the mesh (as every iteration returns it); as is without one."""
-        return state if self._replicated is None else jax.device_put(state, self._replicated)
+        return sharding.place(state, self.mesh, sharding.REPLICATED)
 
     def policy(self, state: TrainState, theta: Float[Array, " params"] | None = None) -> policy.Reservoir:
         """The policy with `theta` (default: the state's) in its trainable leaves."""
@@ -188,9 +187,8 @@ class Trainer:
         strategy = self.strategy
         key_ask, key_tell, key_env = jax.random.split(key_pop, 3)
         population, strategy_state = strategy.ask(key_ask, state.strategy_state)
-        if self.mesh is not None:
-            # Sampled where it is evaluated: each device holds only its candidates' rows.
-            population = jax.lax.with_sharding_constraint(population, NamedSharding(self.mesh, P(*self.mesh.axis_names)))
+        # Sampled where it is evaluated: each device holds only its candidates' rows.
+        population = sharding.constrain(population, self.mesh, sharding.SPLIT)
         half = self.population // 2
 
         def candidate(_, item, __):

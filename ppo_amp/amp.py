@@ -38,17 +38,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from common import normalizer
-
-from ppo_amp.amp_features import (  # noqa: F401  (re-exported: one import for users)
-    FEATURE_SIZE,
-    clip_features,
-    frame_features_from_state,
-    reference_windows,
-    windows,
-)
+from ppo_amp import replay as replay_lib
 
 LossType = Literal["least_squares", "logistic"]
 _INIT_POWER_ITERATIONS = 50
@@ -270,47 +263,6 @@ def style_reward(
     raise ValueError(f"unknown loss_type {loss_type!r}")
 
 
-class ReplayBuffer(eqx.Module):
-    """Ring buffer of past policy windows: rows [0, size) are filled, insert_index is next."""
-
-    data: Float[Array, "C D"]
-    insert_index: Int[Array, ""]
-    size: Int[Array, ""]
-
-
-def replay_init(capacity: int, dim: int) -> ReplayBuffer:
-    return ReplayBuffer(
-        data=jnp.zeros((capacity, dim), jnp.float32),
-        insert_index=jnp.zeros((), jnp.int32),
-        size=jnp.zeros((), jnp.int32),
-    )
-
-
-def replay_add(buf: ReplayBuffer, samples: Float[Array, "N D"]) -> ReplayBuffer:
-    """Writes `samples` over the oldest rows. N <= capacity (checked: larger N would
-    scatter twice to one row, in an unspecified order)."""
-    capacity, n = buf.data.shape[0], samples.shape[0]
-    if n > capacity:
-        raise ValueError(f"adding {n} samples to a replay buffer of capacity {capacity}")
-    index = (buf.insert_index + jnp.arange(n, dtype=jnp.int32)) % capacity
-    return ReplayBuffer(
-        data=buf.data.at[index].set(samples.astype(buf.data.dtype)),
-        insert_index=(buf.insert_index + n) % capacity,
-        size=jnp.minimum(buf.size + n, capacity),
-    )
-
-
-def replay_sample(key: PRNGKeyArray, buf: ReplayBuffer, n: int) -> Float[Array, "n D"]:
-    """n rows drawn uniformly, with replacement, from the filled part.
-
-    Rows fill from 0 upwards until the buffer is full, so the filled part is [0, size).
-    On an empty buffer this returns zero rows: sampling it is the caller's error
-    (`update` guards against it).
-    """
-    index = jax.random.randint(key, (n,), 0, jnp.maximum(buf.size, 1))
-    return buf.data[index]
-
-
 def _draw(key: PRNGKeyArray, data: Float[Array, "M D"], n: int) -> Float[Array, "n D"]:
     return data[jax.random.randint(key, (n,), 0, data.shape[0])]
 
@@ -333,7 +285,7 @@ def update(
     optimizer: optax.GradientTransformation,
     reference_windows: Float[Array, "M D"],
     policy_windows: Float[Array, "P D"],
-    buffer: ReplayBuffer,
+    buffer: replay_lib.ReplayBuffer,
     *,
     batch_size: int,
     num_steps: int,
@@ -349,7 +301,7 @@ def update(
     round(replay_fraction * batch_size) come from `buffer` and the rest from this
     rollout's `policy_windows`. While the buffer is empty the replay share is drawn
     from the rollout too. The caller adds the rollout to the buffer afterwards
-    (`replay_add`), so replayed windows are from earlier policies. Metrics are means
+    (`replay.add`), so replayed windows are from earlier policies. Metrics are means
     over the steps. `opt_state` must come from `optimizer.init(trainable(disc))`.
 
     `input_noise` > 0 adds Gaussian noise of that std, in normalised units, to both
@@ -370,7 +322,7 @@ def update(
         ref_key, fresh_key, replay_key, stand_in_key, noise_key = jax.random.split(step_key, 5)
         reference = _draw(ref_key, reference_windows, batch_size)
         fresh = _draw(fresh_key, policy_windows, num_fresh)
-        replay = replay_sample(replay_key, buffer, num_replay)
+        replay = replay_lib.sample(replay_key, buffer, num_replay)
         stand_in = _draw(stand_in_key, policy_windows, num_replay)
         replay = jnp.where(buffer.size > 0, replay, stand_in)
         policy = jnp.concatenate([fresh, replay], axis=0)

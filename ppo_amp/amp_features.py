@@ -23,25 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from common import quaternion
+
 from ppo_amp.motion import MotionClip
 
 NUM_JOINTS = 12
 FEATURE_SIZE = 2 * NUM_JOINTS + 3 + 3 + 1 + 2
-
-
-def quat_rotate(quat: Float[Array, "*b 4"], vec: Float[Array, "*b 3"]) -> Float[Array, "*b 3"]:
-    """Rotates `vec` by the unit quaternion `quat` (w, x, y, z): body -> world for a base."""
-    w = quat[..., :1]
-    q = quat[..., 1:]
-    t = 2.0 * jnp.cross(q, vec)
-    return vec + w * t + jnp.cross(q, t)
-
-
-def heading_yaw(quat: Float[Array, "*b 4"]) -> Float[Array, " *b"]:
-    """Yaw of the base: the angle of its x axis, projected on the ground plane."""
-    w, x, y, z = (quat[..., i] for i in range(4))
-    # World coordinates of the body x axis are the first column of the rotation matrix.
-    return jnp.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 def world_to_heading(yaw: Float[Array, " *b"], vec: Float[Array, "*b 3"]) -> Float[Array, "*b 3"]:
@@ -60,7 +47,7 @@ def _features(
     root_height: Float[Array, " *b"],
     foot_contact: Float[Array, "*b 2"],
 ) -> Float[Array, "*b 33"]:
-    yaw = heading_yaw(root_quat)
+    yaw = quaternion.yaw(root_quat)
     return jnp.concatenate(
         [
             joint_pos,
@@ -86,7 +73,7 @@ def frame_features_from_state(
         joint_vel=qvel[..., 6:],
         root_quat=quat,
         lin_vel_world=qvel[..., 0:3],
-        ang_vel_world=quat_rotate(quat, qvel[..., 3:6]),
+        ang_vel_world=quaternion.rotate(quat, qvel[..., 3:6]),
         root_height=qpos[..., 2],
         foot_contact=jnp.asarray(foot_contact, qpos.dtype),
     )

@@ -3,40 +3,36 @@
 from __future__ import annotations
 
 import os
-import re
 
 import jax
 import ml_collections
 
-from common import envs, physics
-from common.config import ConfigError, non_negative_int, positive_int, require
-from common.envs.biped.config import REWARD_TERMS, validate as validate_env
+from common import config as config_lib, envs
+from common.config import ConfigError, number, positive_int, require, validate_run
+from common.envs.biped.config import RANDOMIZE_FIELDS, REWARD_TERMS, validate as validate_env
 
+# The task PPO+AMP trains.
+ENV = "biped_walk"
 CPU_ENVS_PER_DEVICE = 64
-_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 LOSSES = ("least_squares", "logistic")
 NORMALIZATIONS = ("reference", "pooled")
 
+
+# BipedWalkConfig's `randomize` switch is the config's `randomize.enabled`.
+RANDOMIZE_RENAME = {"randomize": "enabled"}
+# BipedWalkConfig fields the config's `task` section leaves to others: the top-level
+# physics, horizon and MJCF, the `rewards` section and the `randomize` section.
+TASK_EXCLUDE = (*config_lib.TOP_LEVEL_ENV_FIELDS, "xml_path", "episode_length", "reward_scales", *RANDOMIZE_FIELDS)
 
 # A run's own changes to its physics profile (`experiments.evaluate --physics` drops them).
 PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations")
 
 
-def _number(config: ml_collections.ConfigDict, field: str, prefix: str, lo: float | None = None,
-            strict: bool = False) -> None:
-    v = config[field]
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-    if ok and lo is not None:
-        ok = v > lo if strict else v >= lo
-    rule = "must be a number" + ("" if lo is None else f" {'>' if strict else '>='} {lo}")
-    require(ok, prefix + field, rule, v)
-
-
 def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     """Raises `ConfigError` naming the first field that breaks a rule."""
-    require(config.env == "biped_walk", "env", "PPO+AMP trains the 'biped_walk' task", config.env)
-    positive_int(config, "num_envs", "rollout_length", "num_iterations", "horizon", "eval_every", "eval_episodes",
-                 "checkpoint_every", "checkpoints_to_keep")
+    require(config.env == ENV, "env", f"PPO+AMP trains the {ENV!r} task", config.env)
+    validate_run(config)
+    positive_int(config, "num_envs", "rollout_length")
     require(config.num_envs % n_devices == 0, "num_envs", f"must be divisible by the number of devices ({n_devices})",
             config.num_envs)
     # Measured on jaxlib 0.10.2: with the CPU split into 2 devices, an MJX rollout of 128
@@ -47,29 +43,11 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
             f"(more deadlock XLA's CPU runtime: BENCHMARKS.md); use cpu_devices=0 or fewer envs", config.num_envs)
     require(config.eval_episodes % n_devices == 0, "eval_episodes",
             f"must be divisible by the number of devices ({n_devices})", config.eval_episodes)
-    non_negative_int(config, "max_env_steps")
-    require(isinstance(config.seed, int), "seed", "must be an integer", config.seed)
-    require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",
-            "must be 0 (JAX's default) or a positive number of CPU devices", config.cpu_devices)
-    try:
-        physics.check_impl(config.impl)
-    except physics.ImplError as e:
-        raise ConfigError(f"config.{e}") from None
-    for field in ("solver_iterations", "ls_iterations"):
-        v = config[field]
-        require(v is None or (isinstance(v, int) and v > 0), field,
-                "must be a positive integer or None (keep the MJCF's value)", v)
-    if config.xml_path is not None:
-        require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
-    require(bool(config.results_dir), "results_dir", "must be a directory path", config.results_dir)
-    require(config.run_name is None or bool(_RUN_NAME.match(config.run_name)), "run_name",
-            "must be letters, digits, '.', '_' or '-' (no path separators)", config.run_name)
-    _number(config, "eval_seconds", "", 0.0, strict=True)
+    number(config, "eval_seconds", above=0)
     require(len(tuple(config.eval_command)) == 3, "eval_command", "must be (vx, vy, yaw rate)", config.eval_command)
     unknown = sorted(set(config.rewards.keys()) - set(REWARD_TERMS))
     require(not unknown, "rewards", f"unknown terms {unknown}; known: {list(REWARD_TERMS)}")
-    for name in config.rewards.keys():
-        _number(config.rewards, name, "rewards.")
+    number(config.rewards, *config.rewards.keys(), prefix="rewards.")
     _validate_ppo(config.ppo, config.num_envs * config.rollout_length)
     _validate_amp(config.amp, config.num_envs * config.rollout_length)
     c = config.curriculum
@@ -78,7 +56,7 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
     require(0.0 < c.threshold <= 1.0, "curriculum.threshold", "must be in (0, 1]", c.threshold)
     require(0.0 <= c.step <= 1.0, "curriculum.step", "must be in [0, 1]", c.step)
     try:
-        validate_env(envs.config_for("biped_walk", **env_overrides(config)))
+        validate_env(envs.config_for(ENV, **env_overrides(config)))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"config (task/randomize): {e}") from None
 
@@ -86,11 +64,9 @@ def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:
 def _validate_ppo(p: ml_collections.ConfigDict, batch: int) -> None:
     require(len(p.hidden) > 0 and all(isinstance(h, int) and h > 0 for h in p.hidden), "ppo.hidden",
             "must be a non-empty list of positive layer widths", p.hidden)
-    for f in ("learning_rate", "clip_eps", "value_coef", "obs_clip"):
-        _number(p, f, "ppo.", 0.0, strict=True)
-    for f in ("entropy_coef", "entropy_coef_final", "value_clip_eps", "max_grad_norm"):
-        _number(p, f, "ppo.", 0.0)
-    _number(p, "init_log_std", "ppo.")
+    number(p, "learning_rate", "clip_eps", "value_coef", "obs_clip", prefix="ppo.", above=0)
+    number(p, "entropy_coef", "entropy_coef_final", "value_clip_eps", "max_grad_norm", prefix="ppo.", at_least=0)
+    number(p, "init_log_std", prefix="ppo.")
     require(0.0 <= p.lr_final_fraction <= 1.0, "ppo.lr_final_fraction", "must be in [0, 1]", p.lr_final_fraction)
     require(0.0 < p.gamma <= 1.0, "ppo.gamma", "must be in (0, 1]", p.gamma)
     require(0.0 <= p.lam <= 1.0, "ppo.lam", "must be in [0, 1]", p.lam)
@@ -108,9 +84,8 @@ def _validate_amp(a: ml_collections.ConfigDict, batch: int) -> None:
             "must be a non-empty list of positive layer widths", a.hidden)
     require(a.normalization in NORMALIZATIONS, "amp.normalization", f"must be one of {NORMALIZATIONS}",
             a.normalization)
-    for f in ("gp_weight", "weight_decay", "task_weight", "style_weight", "input_noise"):
-        _number(a, f, "amp.", 0.0)
-    _number(a, "learning_rate", "amp.", 0.0, strict=True)
+    number(a, "gp_weight", "weight_decay", "task_weight", "style_weight", "input_noise", prefix="amp.", at_least=0)
+    number(a, "learning_rate", prefix="amp.", above=0)
     positive_int(a, "batch_size", "steps_per_iteration", "replay_capacity")
     require(0.0 <= a.replay_fraction <= 1.0, "amp.replay_fraction", "must be in [0, 1]", a.replay_fraction)
     require(a.replay_capacity >= batch, "amp.replay_capacity",
@@ -123,26 +98,7 @@ def _validate_amp(a: ml_collections.ConfigDict, batch: int) -> None:
 
 def env_overrides(config: ml_collections.ConfigDict) -> dict[str, object]:
     """The config fields that build the env, as `common.envs.make("biped_walk")` overrides."""
-    r = config.randomize
-    out: dict[str, object] = {
-        "physics": config.physics,
-        "impl": config.impl,
-        "solver_iterations": config.solver_iterations,
-        "ls_iterations": config.ls_iterations,
-        "episode_length": config.horizon,
-        "reward_scales": tuple((k, float(v)) for k, v in sorted(config.rewards.items())),
-        "randomize": r.enabled,
-        "friction_range": tuple(r.friction_range),
-        "mass_scale_range": tuple(r.mass_scale_range),
-        "damping_scale_range": tuple(r.damping_scale_range),
-        "latency_steps": tuple(r.latency_steps),
-        "push_force_range": tuple(r.push_force_range),
-        "push_interval_steps": tuple(r.push_interval_steps),
-        "push_duration_steps": r.push_duration_steps,
-        "obs_noise_scale": r.obs_noise_scale,
-    }
-    if config.xml_path is not None:
-        out["xml_path"] = config.xml_path
-    for k, v in config.task.items():
-        out[k] = tuple(v) if isinstance(v, (list, tuple)) else v
-    return out
+    rename = {v: k for k, v in RANDOMIZE_RENAME.items()}
+    overrides = config_lib.env_overrides(config, {"task": {}, "randomize": rename})
+    overrides["reward_scales"] = tuple((k, float(v)) for k, v in sorted(config.rewards.items()))
+    return overrides

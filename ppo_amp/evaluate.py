@@ -1,8 +1,8 @@
 """Deterministic evaluation of a walking policy at a fixed command under nominal physics.
 
 Each episode starts standing (default pose, random heading) and runs `steps` policy
-steps with the command held; an episode that falls is frozen from then on and counted
-in `falls`. Figures (all means over the episodes' steps before any fall):
+steps with the command held (`common.rollout`'s episode form); an episode that falls is
+frozen from then on and counted in `falls`. Figures (all means over the episodes' steps before any fall):
 
   tracking_mae       |planar base velocity - commanded (vx, vy)| in m/s, base frame, with
                      the velocity averaged over the last `window_steps` steps (0.5 s
@@ -19,22 +19,14 @@ in `falls`. Figures (all means over the episodes' steps before any fall):
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from common import normalizer, rollout
-from common.envs.biped.walk import BipedWalk, quat_to_mat
+from common import normalizer, quaternion, rollout
+from common.envs.base import State
+from common.envs.biped.walk import BipedWalk
 from ppo_amp.networks import Actor
-
-
-class _Carry(eqx.Module):
-    state: object
-    alive: Array
-    fell: Array
-    velocity_ring: Array
-    sums: dict[str, Array]
 
 
 def episode_sums(
@@ -61,22 +53,20 @@ def episode_sums(
     dt = env.dt
     warmup = min(warmup_steps, max(steps - 1, 0))
 
-    def step(carry: _Carry, t):
-        s = carry.state
-        obs = normalizer.normalize(obs_stats, s.obs, clip=obs_clip)
-        action = jax.vmap(actor.deterministic)(obs)
-        nxt = jax.vmap(env.step)(s, action)
-        alive = carry.alive
-        rot = jax.vmap(quat_to_mat)(nxt.data.qpos[:, 3:7])
+    def act(_, carry, obs):
+        return carry, actor.deterministic(normalizer.normalize(obs_stats, obs, clip=obs_clip))
+
+    def measure(velocity_ring, s: State, nxt: State, alive, lived):
+        rot = jax.vmap(quaternion.to_matrix)(nxt.data.qpos[:, 3:7])
         v_base = jnp.einsum("nji,nj->ni", rot, nxt.data.qvel[:, :3])
-        ring = jnp.concatenate([carry.velocity_ring[:, 1:], v_base[:, None, :2]], axis=1)
+        ring = jnp.concatenate([velocity_ring[:, 1:], v_base[:, None, :2]], axis=1)
         v_avg = jnp.mean(ring, axis=1)
-        counted = alive & (t >= warmup)
+        # A live member has lived exactly as many steps as the episode has run.
+        counted = alive & (lived >= warmup)
         power = jnp.sum(jnp.abs(nxt.data.actuator_force * nxt.data.qvel[:, 6:]), axis=-1)
         planar = jnp.linalg.norm(nxt.data.qpos[:, :2] - s.data.qpos[:, :2], axis=-1)
         f = lambda m, x: jnp.where(m, x, 0.0)
         add = {
-            "alive_steps": f(alive, 1.0),
             "counted_steps": f(counted, 1.0),
             "tracking": f(counted, jnp.linalg.norm(v_avg - command[:2], axis=-1)),
             "tracking_instant": f(alive, jnp.linalg.norm(v_base[:, :2] - command[:2], axis=-1)),
@@ -84,31 +74,14 @@ def episode_sums(
             "torque": f(alive, jnp.mean(jnp.abs(nxt.data.actuator_force), axis=-1)),
             "energy": f(alive, power * dt),
             "distance": f(alive, planar),
-            "return": f(alive, nxt.reward),
+            # At most once per episode: the member is frozen after its last step.
+            "fell": f(alive & nxt.info["terminated"], 1.0),
         }
-        sums = {k: carry.sums[k] + v for k, v in add.items()}
-        fell = carry.fell | (alive & nxt.info["terminated"])
-        new = _Carry(
-            state=rollout.select(alive, nxt, s),
-            alive=alive & ~nxt.done,
-            fell=fell,
-            velocity_ring=jnp.where(alive[:, None, None], ring, carry.velocity_ring),
-            sums=sums,
-        )
-        return new, None
+        return jnp.where(alive[:, None, None], ring, velocity_ring), add
 
-    state = jax.vmap(env.reset)(keys)
-    names = ("alive_steps", "counted_steps", "tracking", "tracking_instant", "speed", "torque", "energy",
-             "distance", "return")
-    carry = _Carry(
-        state=state,
-        alive=jnp.ones((n,), bool),
-        fell=jnp.zeros((n,), bool),
-        velocity_ring=jnp.zeros((n, window_steps, 2)),
-        sums={k: jnp.zeros((n,)) for k in names},
-    )
-    carry, _ = jax.lax.scan(step, carry, jnp.arange(steps))
-    return {**carry.sums, "fell": carry.fell.astype(jnp.float32)}
+    out = rollout.rollout(env, act, lambda _: (), None, keys, steps, measure=measure,
+                          measure_carry=jnp.zeros((n, window_steps, 2)))
+    return {**out.measure_sums, "alive_steps": out.length.astype(jnp.float32), "return": out.episode_return}
 
 
 def summarize(sums: dict[str, Float[Array, " episodes"]]) -> dict[str, Float[Array, ""]]:

@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
-from common import robots
+from common import quaternion, robots
 from common.errors import UserError
 
 # The biped's actuator order (left leg, then right leg), as in common/assets/biped.xml.
@@ -83,53 +83,6 @@ class MotionClip:
 
 
 
-def quat_mul(a: Float[np.ndarray, "*B 4"], b: Float[np.ndarray, "*B 4"]) -> Float[np.ndarray, "*B 4"]:
-    """Hamilton product in (w, x, y, z) order."""
-    aw, av = a[..., :1], a[..., 1:]
-    bw, bv = b[..., :1], b[..., 1:]
-    w = aw * bw - np.sum(av * bv, axis=-1, keepdims=True)
-    v = aw * bv + bw * av + np.cross(av, bv)
-    return np.concatenate([w, v], axis=-1)
-
-
-def quat_conj(q: Float[np.ndarray, "*B 4"]) -> Float[np.ndarray, "*B 4"]:
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
-
-
-def quat_continuous(q: Float[np.ndarray, "T 4"]) -> Float[np.ndarray, "T 4"]:
-    """Flips signs so consecutive quaternions lie in the same hemisphere (q and -q agree)."""
-    dots = np.sum(q[1:] * q[:-1], axis=-1)
-    flips = np.concatenate([[1.0], np.cumprod(np.where(dots < 0.0, -1.0, 1.0))])
-    return q * flips[:, None]
-
-
-def slerp(
-    q0: Float[np.ndarray, "N 4"], q1: Float[np.ndarray, "N 4"], u: Float[np.ndarray, " N"]
-) -> Float[np.ndarray, "N 4"]:
-    """Spherical interpolation along the shorter arc; u in [0, 1]."""
-    dot = np.sum(q0 * q1, axis=-1)
-    q1 = np.where(dot[:, None] < 0.0, -q1, q1)
-    theta = np.arccos(np.clip(np.abs(dot), -1.0, 1.0))
-    sin_theta = np.sin(theta)
-    near = sin_theta < 1e-8
-    # Nearly equal quaternions: the slerp weights tend to the linear ones.
-    w0 = np.where(near, 1.0 - u, np.sin((1.0 - u) * theta) / np.where(near, 1.0, sin_theta))
-    w1 = np.where(near, u, np.sin(u * theta) / np.where(near, 1.0, sin_theta))
-    q = w0[:, None] * q0 + w1[:, None] * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def _rotation_vector(dq: Float[np.ndarray, "N 4"]) -> Float[np.ndarray, "N 3"]:
-    """Axis times angle of each rotation, taking the shorter way round."""
-    dq = np.where(dq[:, :1] < 0.0, -dq, dq)
-    w, v = dq[:, 0], dq[:, 1:]
-    n = np.linalg.norm(v, axis=-1)
-    # angle / |v| -> 2 / w as the rotation vanishes.
-    scale = np.where(n > 1e-12, 2.0 * np.arctan2(n, w) / np.maximum(n, 1e-12), 2.0 / np.maximum(w, 1e-12))
-    return v * scale[:, None]
-
-
-
 def finite_difference(x: Float[np.ndarray, "T *D"], fps: float) -> Float[np.ndarray, "T *D"]:
     """d/dt by central differences inside the clip and one-sided ones at its ends."""
     return np.gradient(x, 1.0 / fps, axis=0)
@@ -141,12 +94,12 @@ def angular_velocity_world(quat: Float[np.ndarray, "T 4"], fps: float) -> Float[
     q(t + h) = exp(w h / 2) * q(t) for a world-frame rate w, so the increment is
     q(t + h) * conj(q(t)); central over two frames inside, one-sided at the ends.
     """
-    q = quat_continuous(quat)
+    q = quaternion.continuous(quat)
     nxt = np.concatenate([q[1:2], q[2:], q[-1:]])
     prv = np.concatenate([q[:1], q[:-2], q[-2:-1]])
     steps = np.full(len(q), 2.0)
     steps[0] = steps[-1] = 1.0
-    return _rotation_vector(quat_mul(nxt, quat_conj(prv))) * (fps / steps)[:, None]
+    return quaternion.rotation_vector(quaternion.mul(nxt, quaternion.conj(prv))) * (fps / steps)[:, None]
 
 
 def sole_positions(
@@ -196,7 +149,7 @@ def clip_from_positions(
     horizontally slower than `contact_speed` (m/s).
     """
     root_pos, joint_pos = np.asarray(root_pos, np.float64), np.asarray(joint_pos, np.float64)
-    root_quat = quat_continuous(np.asarray(root_quat, np.float64))
+    root_quat = quaternion.continuous(np.asarray(root_quat, np.float64))
     model = mujoco.MjModel.from_xml_path(xml_path)
     soles = sole_positions(model, robot_qpos(model, root_pos, root_quat, joint_pos, joint_names))
     sole_speed = np.linalg.norm(finite_difference(soles[..., :2], fps), axis=-1)
@@ -231,8 +184,8 @@ def resample(
     def lerp(x):
         return x[i0] * (1.0 - u[:, None]) + x[i0 + 1] * u[:, None]
 
-    q = quat_continuous(root_quat)
-    return lerp(root_pos), quat_continuous(slerp(q[i0], q[i0 + 1], u)), lerp(joint_pos)
+    q = quaternion.continuous(root_quat)
+    return lerp(root_pos), quaternion.continuous(quaternion.slerp(q[i0], q[i0 + 1], u)), lerp(joint_pos)
 
 
 def _checked(source: str, key: str, value, shape: tuple[int | None, ...]) -> np.ndarray:

@@ -23,7 +23,7 @@ import mujoco
 import numpy as np
 from jaxtyping import Float
 
-from common import robots
+from common import quaternion, robots
 from ppo_amp import motion
 
 _GRAVITY = 9.81
@@ -200,8 +200,9 @@ def walking_clip(
     # The stance legs are near full stretch, so the base sinks by as much as the roll
     # raises the stance hip: that hip keeps its height and the swing hip drops twice that.
     base[:, 2] -= abs(g.hip[0, 1]) * np.abs(np.sin(roll))
-    root_quat = motion.quat_mul(motion.quat_mul(_axis_quat(2, yaw), _axis_quat(0, roll)), _axis_quat(1, pitch))
-    rotation = _rotation_matrices(root_quat)
+    root_quat = quaternion.mul(quaternion.mul(quaternion.about_axis(2, yaw), quaternion.about_axis(0, roll)),
+                                quaternion.about_axis(1, pitch))
+    rotation = quaternion.to_matrix(root_quat)
     joint_pos = np.empty((len(t), 12))
     for side, offset in enumerate((0.0, 0.5)):
         phase = t / period - offset
@@ -245,21 +246,6 @@ def walking_clip(
     _check_ranges(speed, joint_pos, g, joint_margin)
     name = "step_in_place" if speed == 0.0 else f"walk_{speed:.2f}"
     return motion.clip_from_positions(name, fps, base, root_quat, joint_pos, xml_path=xml_path)
-
-
-def _axis_quat(axis: int, angle: np.ndarray) -> np.ndarray:
-    """Quaternions (w, x, y, z) of rotations by `angle` about world axis 0, 1 or 2."""
-    q = np.zeros((len(angle), 4))
-    q[:, 0] = np.cos(angle / 2)
-    q[:, 1 + axis] = np.sin(angle / 2)
-    return q
-
-
-def _rotation_matrices(quat: np.ndarray) -> np.ndarray:
-    out = np.empty((len(quat), 9))
-    for row, q in zip(out, quat):
-        mujoco.mju_quat2Mat(row, q)
-    return out.reshape(-1, 3, 3)
 
 
 def _times(seconds: float, fps: float) -> np.ndarray:

@@ -14,14 +14,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from common import envs, normalizer, rollout
+from common import envs, normalizer, rollout, sharding
 from common.envs.base import State
-from ppo_amp import amp, amp_features, evaluate as evaluation, motion, motion_gen, networks, ppo
+from ppo_amp import amp, amp_features, evaluate as evaluation, motion, motion_gen, networks, ppo, replay as replay_lib
 from ppo_amp import config as ppo_config
 
 
@@ -33,7 +32,7 @@ class TrainState(eqx.Module):
     opt_state: optax.OptState
     disc: amp.Discriminator | None
     disc_opt_state: optax.OptState | None
-    replay: amp.ReplayBuffer | None
+    replay: replay_lib.ReplayBuffer | None
     obs_stats: normalizer.RunningStats
     critic_obs_stats: normalizer.RunningStats
     reward_scaling: ppo.RewardScaling
@@ -67,7 +66,7 @@ class Transition(eqx.Module):
 
 def reference_clips(config: ml_collections.ConfigDict) -> list[motion.MotionClip]:
     """The AMP reference: the configured .npz clips, or generated walks at the control rate."""
-    fps = 1.0 / envs.make("biped_walk", **ppo_config.env_overrides(config)).dt
+    fps = 1.0 / envs.make(ppo_config.ENV, **ppo_config.env_overrides(config)).dt
     if config.amp.motion_files:
         return motion.load_clips(list(config.amp.motion_files), fps)
     return motion_gen.generate_walking_clips(
@@ -81,7 +80,7 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh | None = None, **env_overrides):
         self.config = config
         self.mesh = mesh
-        self.env = envs.make("biped_walk", **(ppo_config.env_overrides(config) | env_overrides))
+        self.env = envs.make(ppo_config.ENV, **(ppo_config.env_overrides(config) | env_overrides))
         c = config.ppo
         self.num_envs = config.num_envs
         updates = config.num_iterations * c.epochs * c.minibatches
@@ -96,7 +95,7 @@ class Trainer:
             self.disc_optimizer = amp.make_optimizer(config.amp.learning_rate, config.amp.weight_decay)
         self.eval_steps = max(1, round(config.eval_seconds / self.env.dt))
         self.eval_env = self.make_eval_env(tuple(config.eval_command), self.eval_steps, **env_overrides)
-        # The state lives where `shardings` says, going in and coming out, so the
+        # The state lives where `state_specs` says, going in and coming out, so the
         # executables compiled ahead of time for the first state accept every later one.
         self.iteration = eqx.filter_jit(self._iteration)
         self.evaluate = eqx.filter_jit(self._evaluate)
@@ -108,37 +107,24 @@ class Trainer:
         """The task at a fixed command under nominal physics (no randomisation, pushes or noise)."""
         overrides = ppo_config.env_overrides(self.config) | env_overrides
         overrides.update(fixed_command=tuple(float(v) for v in command), randomize=False, episode_length=steps)
-        return envs.make("biped_walk", **overrides)
+        return envs.make(ppo_config.ENV, **overrides)
 
     # -- sharding -----------------------------------------------------------------
 
-    def _shard(self, per_env_tree):
-        """Constrains a pytree whose every array has the env axis first to be split over the mesh."""
-        if self.mesh is None:
-            return per_env_tree
-        spec = NamedSharding(self.mesh, P(self.mesh.axis_names[0]))
-        # Empty arrays (MJX fields this model does not use) stay replicated: XLA places
-        # them so whatever it is told, and `shardings` must agree with where they end up.
-        return jax.tree.map(
-            lambda x: jax.lax.with_sharding_constraint(x, spec) if eqx.is_array(x) and x.size else x, per_env_tree)
-
-    def shardings(self, state: TrainState):
-        """Where each array of `state` lives: per-env leaves split over the mesh, the rest replicated."""
+    def state_specs(self, state: TrainState):
+        """How each array of `state` lies on the mesh: per-env leaves split, the rest replicated."""
         arrays = eqx.filter(state, eqx.is_array)
-        replicated = NamedSharding(self.mesh, P())
-        per_env = NamedSharding(self.mesh, P(self.mesh.axis_names[0]))
-        spec = jax.tree.map(lambda _: replicated, arrays)
+        specs = jax.tree.map(lambda _: sharding.REPLICATED, arrays)
         env_leaves = lambda s: (s.env_state, s.amp_history, s.episode_return, s.episode_length,
                                 s.reward_scaling.discounted_return)
-        split = jax.tree.map(lambda x: per_env if x.size else replicated, env_leaves(arrays))
-        return eqx.tree_at(env_leaves, spec, replace=split)
+        # Empty arrays (MJX fields this model does not use) stay replicated: XLA places
+        # them so whatever it is told, and the specs must agree with where they end up.
+        split = jax.tree.map(lambda x: sharding.SPLIT if x.size else sharding.REPLICATED, env_leaves(arrays))
+        return eqx.tree_at(env_leaves, specs, replace=split)
 
     def place(self, state: TrainState) -> TrainState:
         """Puts a host-side state on the mesh (a no-op without one)."""
-        if self.mesh is None:
-            return state
-        arrays, static = eqx.partition(state, eqx.is_array)
-        return eqx.combine(jax.device_put(arrays, self.shardings(state)), static)
+        return sharding.place(state, self.mesh, self.state_specs(state))
 
     # -- state --------------------------------------------------------------------
 
@@ -161,7 +147,7 @@ class Trainer:
             mean, std = amp.input_stats(self.reference)
             disc = amp.init(k_disc, self.reference.shape[1], tuple(c.amp.hidden), c.amp.spectral_norm, mean, std)
             disc_opt = self.disc_optimizer.init(amp.trainable(disc))
-            replay = amp.replay_init(c.amp.replay_capacity, self.reference.shape[1])
+            replay = replay_lib.init(c.amp.replay_capacity, self.reference.shape[1])
         return TrainState(
             actor=actor, critic=critic, opt_state=ppo.init_opt_state(self.optimizer, actor, critic),
             disc=disc, disc_opt_state=disc_opt, replay=replay,
@@ -178,24 +164,7 @@ class Trainer:
     def _normalize(self, stats: normalizer.RunningStats, x: Array) -> Array:
         return normalizer.normalize(stats, x, clip=self.config.ppo.obs_clip)
 
-    def _per_device(self, fn, in_specs, out_specs):
-        """`fn` on each device's share of the envs, with no cross-device traffic inside.
-
-        Specs are prefixes naming the env axis: "e" splits axis 0, "te" axis 1 (time
-        first), None replicates. MJX's solver loops test convergence over the whole
-        batch; under automatic sharding that test becomes a collective inside every
-        loop, and on the 2-core CPU split into 2 devices such a program never returned
-        with 128 or more envs per device. `shard_map` keeps each device's loops local.
-        """
-        if self.mesh is None:
-            return fn
-        axis = self.mesh.axis_names[0]
-        to_p = {None: P(), "e": P(axis), "te": P(None, axis)}
-        specs = lambda tree: jax.tree.map(lambda s: to_p[s], tree, is_leaf=lambda x: x is None or isinstance(x, str))
-        return jax.shard_map(fn, mesh=self.mesh, in_specs=specs(in_specs), out_specs=specs(out_specs),
-                             check_vma=False)
-
-    def _rollout(self, state: TrainState, key: PRNGKeyArray):
+    def _rollout(self, state: TrainState, key: PRNGKeyArray) -> tuple[rollout.Running, Transition]:
         n, t = self.num_envs, self.config.rollout_length
         # Per-env keys drawn for the whole batch, so a device's envs see the same keys
         # whatever the number of devices.
@@ -203,55 +172,41 @@ class Trainer:
         per_env = lambda k: jax.vmap(lambda kk: jax.random.split(kk, n))(jax.random.split(k, t))
         act_keys, reset_keys = per_env(k_act), per_env(k_reset)
         nets = (state.actor, state.critic, state.obs_stats, state.critic_obs_stats, state.command_level)
-        carry = (state.env_state, state.amp_history, state.episode_return, state.episode_length)
+        running = rollout.Running(state=state.env_state, extra=state.amp_history,
+                                   episode_return=state.episode_return, episode_length=state.episode_length)
 
-        def local(nets, carry, act_keys, reset_keys):
+        def local(nets, running, act_keys, reset_keys):
             actor, critic, obs_stats, critic_stats, level = nets
 
-            def step(carry, keys):
-                env_state, history, ep_return, ep_length = carry
-                k_act, k_reset = keys
-                obs = self._normalize(obs_stats, env_state.obs)
-                cobs = self._normalize(critic_stats, env_state.info["critic_obs"])
-                action, log_prob, raw = jax.vmap(actor.sample)(k_act, obs)
-                value = jax.vmap(critic)(cobs)
-                nxt = jax.vmap(self.env.step)(env_state, action)
+            def policy(s: State, keys: PRNGKeyArray):
+                obs = self._normalize(obs_stats, s.obs)
+                cobs = self._normalize(critic_stats, s.info["critic_obs"])
+                action, log_prob, raw = jax.vmap(actor.sample)(keys, obs)
+                return action, (raw, log_prob, jax.vmap(critic)(cobs))
+
+            def record(history, s: State, nxt: State, fresh: State, done):
                 next_value = jax.vmap(critic)(self._normalize(critic_stats, nxt.info["critic_obs"]))
                 frame = self._frames(nxt)
                 window = jnp.concatenate([history, frame[:, None]], axis=1).reshape(frame.shape[0], -1)
-
-                done = nxt.done
-                fresh = jax.vmap(lambda k: self.env.reset(k, level))(k_reset)
-                new_state = rollout.select(done, fresh, nxt)
                 fresh_history = jnp.repeat(self._frames(fresh)[:, None], self.window - 1, axis=1)
                 kept_history = jnp.concatenate([history[:, 1:], frame[:, None]], axis=1)
                 history = jnp.where(done[:, None, None], fresh_history, kept_history)
+                return history, (s.info["critic_obs"], next_value, nxt.info["terminated"], window)
 
-                ep_return = ep_return + nxt.reward
-                ep_length = ep_length + 1
-                out = Transition(
-                    obs=env_state.obs, critic_obs=env_state.info["critic_obs"], raw_action=raw,
-                    log_prob=log_prob, value=value, next_value=next_value, reward=nxt.reward, done=done,
-                    terminated=nxt.info["terminated"], amp_window=window,
-                    finished_return=jnp.where(done, ep_return, 0.0),
-                    finished_length=jnp.where(done, ep_length, 0).astype(jnp.float32),
-                    metrics=nxt.metrics,
-                )
-                return (new_state, history, jnp.where(done, 0.0, ep_return), jnp.where(done, 0, ep_length)), out
+            return rollout.auto_reset(self.env.step, lambda k: self.env.reset(k, level), policy, record,
+                                       running, act_keys, reset_keys)
 
-            return jax.lax.scan(step, carry, (act_keys, reset_keys))
-
-        run = self._per_device(local, (None, "e", "te", "te"), ("e", "te"))
-        return run(nets, carry, act_keys, reset_keys)
+        run = sharding.per_device(local, self.mesh,
+                                  (sharding.REPLICATED, sharding.SPLIT, sharding.SPLIT_TIME, sharding.SPLIT_TIME),
+                                  (sharding.SPLIT, sharding.SPLIT_TIME))
+        running, steps = run(nets, running, act_keys, reset_keys)
+        (raw, log_prob, value), (critic_obs, next_value, terminated, window) = steps.aux, steps.out
+        return running, Transition(
+            obs=steps.obs, critic_obs=critic_obs, raw_action=raw, log_prob=log_prob, value=value,
+            next_value=next_value, reward=steps.reward, done=steps.done, terminated=terminated, amp_window=window,
+            finished_return=steps.finished_return, finished_length=steps.finished_length, metrics=steps.metrics)
 
     # -- iteration ----------------------------------------------------------------
-
-    def _constrain_state(self, state: TrainState) -> TrainState:
-        if self.mesh is None:
-            return state
-        arrays, static = eqx.partition(state, eqx.is_array)
-        arrays = jax.tree.map(jax.lax.with_sharding_constraint, arrays, self.shardings(state))
-        return eqx.combine(arrays, static)
 
     def eval_key(self, state: TrainState) -> PRNGKeyArray:
         """The evaluation episodes' key: the same every time, so evaluations compare policies."""
@@ -263,13 +218,14 @@ class Trainer:
         keys = jax.random.split(key, episodes)
         local = lambda actor, stats, keys: evaluation.episode_sums(
             env or self.eval_env, actor, stats, keys, steps=steps or self.eval_steps, obs_clip=self.config.ppo.obs_clip)
-        sums = self._per_device(local, (None, None, "e"), "e")(state.actor, state.obs_stats, keys)
+        sums = sharding.per_device(local, self.mesh, (sharding.REPLICATED, sharding.REPLICATED, sharding.SPLIT),
+                                   sharding.SPLIT)(state.actor, state.obs_stats, keys)
         return evaluation.summarize(sums)
 
     def _iteration(self, state: TrainState) -> tuple[TrainState, dict[str, Array]]:
         c = self.config
         key, k_roll, k_disc, k_replay, k_ppo = jax.random.split(state.key, 5)
-        (env_state, history, ep_return, ep_length), traj = self._rollout(state, k_roll)
+        running, traj = self._rollout(state, k_roll)
         t, n = traj.reward.shape
 
         obs_stats = normalizer.merge(state.obs_stats, normalizer.from_batch(traj.obs.reshape(t * n, -1)))
@@ -290,7 +246,7 @@ class Trainer:
                 batch_size=c.amp.batch_size, num_steps=c.amp.steps_per_iteration, loss_type=c.amp.loss,
                 gp_weight=c.amp.gp_weight, replay_fraction=c.amp.replay_fraction, input_noise=c.amp.input_noise,
             )
-            replay = amp.replay_add(replay, windows)
+            replay = replay_lib.add(replay, windows)
             style = amp.style_reward(disc, windows, c.amp.loss).reshape(t, n)
             reward = reward + c.amp.style_weight * self.env.dt * style
             metrics.update(disc_metrics)
@@ -347,7 +303,8 @@ class Trainer:
         new_state = TrainState(
             actor=actor, critic=critic, opt_state=opt_state, disc=disc, disc_opt_state=disc_opt, replay=replay,
             obs_stats=obs_stats, critic_obs_stats=critic_stats, reward_scaling=reward_scaling,
-            env_state=env_state, amp_history=history, episode_return=ep_return, episode_length=ep_length,
+            env_state=running.state, amp_history=running.extra, episode_return=running.episode_return,
+            episode_length=running.episode_length,
             command_level=level, iteration=state.iteration + 1, key=key,
         )
-        return self._constrain_state(new_state), metrics
+        return sharding.constrain(new_state, self.mesh, self.state_specs(new_state)), metrics

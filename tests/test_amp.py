@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from common import normalizer
-from ppo_amp import amp
+from ppo_amp import amp, amp_features, replay
 from ppo_amp.amp_features import FEATURE_SIZE
 from ppo_amp.motion import MotionClip
 
@@ -119,8 +119,8 @@ def test_synthetic_state_uses_mujoco_velocity_convention():
 def test_state_and_clip_features_agree_with_known_values():
     m = _motion(T)
     qpos, qvel = _state(m)
-    from_clip = amp.clip_features(_clip(m))
-    from_state = jax.vmap(amp.frame_features_from_state)(qpos, qvel, m["contact"])
+    from_clip = amp_features.clip_features(_clip(m))
+    from_state = jax.vmap(amp_features.frame_features_from_state)(qpos, qvel, m["contact"])
     chex.assert_shape([from_clip, from_state], (len(T), FEATURE_SIZE))
     np.testing.assert_allclose(from_state, from_clip, atol=1e-5)
     # Heading frame: the base moves straight ahead, rolls about its heading x axis
@@ -144,10 +144,10 @@ def test_features_invariant_to_heading(alpha):
     turned["quat"] = _quat_mul(_axis_quat(2, np.full_like(T, alpha)), m["quat"])
     for name in ("pos", "lin_world", "ang_world"):
         turned[name] = _rot_z(alpha, m[name])
-    base = amp.clip_features(_clip(m))
-    np.testing.assert_allclose(amp.clip_features(_clip(turned)), base, atol=1e-5)
+    base = amp_features.clip_features(_clip(m))
+    np.testing.assert_allclose(amp_features.clip_features(_clip(turned)), base, atol=1e-5)
     qpos, qvel = _state(turned)
-    from_state = jax.vmap(amp.frame_features_from_state)(qpos, qvel, m["contact"])
+    from_state = jax.vmap(amp_features.frame_features_from_state)(qpos, qvel, m["contact"])
     np.testing.assert_allclose(from_state, base, atol=1e-5)
 
 
@@ -156,23 +156,23 @@ def test_features_invariant_to_heading(alpha):
 
 def test_windows_shape_and_contents():
     f = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
-    w = amp.windows(f, 2)
+    w = amp_features.windows(f, 2)
     assert w.shape == (4, 6)
     np.testing.assert_array_equal(w[1], np.concatenate([f[1], f[2]]))
-    w3 = amp.windows(jnp.asarray(f), 3)
+    w3 = amp_features.windows(jnp.asarray(f), 3)
     assert w3.shape == (3, 9)
     np.testing.assert_array_equal(w3[-1], f[2:].reshape(-1))
     with pytest.raises(ValueError):
-        amp.windows(f, 6)
+        amp_features.windows(f, 6)
 
 
 def test_reference_windows_never_span_clips():
     a, b = _motion(T[:6]), _motion(T[10:14] + 5.0)
-    w = amp.reference_windows([_clip(a), _clip(b)], 3)
+    w = amp_features.reference_windows([_clip(a), _clip(b)], 3)
     assert w.shape == (4 + 2, 3 * FEATURE_SIZE)
-    fa, fb = amp.clip_features(_clip(a)), amp.clip_features(_clip(b))
-    np.testing.assert_array_equal(w[:4], amp.windows(fa, 3))
-    np.testing.assert_array_equal(w[4:], amp.windows(fb, 3))
+    fa, fb = amp_features.clip_features(_clip(a)), amp_features.clip_features(_clip(b))
+    np.testing.assert_array_equal(w[:4], amp_features.windows(fa, 3))
+    np.testing.assert_array_equal(w[4:], amp_features.windows(fb, 3))
     # Every window is three consecutive frames of one clip.
     frames = np.concatenate([fa, fb])
     for row in np.asarray(w):
@@ -253,12 +253,12 @@ def test_style_reward_values():
 
 
 def test_replay_ring_semantics():
-    add = jax.jit(amp.replay_add)
-    buf = amp.replay_init(5, 2)
+    add = jax.jit(replay.add)
+    buf = replay.init(5, 2)
     rows = np.arange(14, dtype=np.float32).reshape(7, 2)
     buf = add(buf, rows[:3])
     assert int(buf.size) == 3 and int(buf.insert_index) == 3
-    sample = amp.replay_sample(jax.random.key(0), buf, 500)
+    sample = replay.sample(jax.random.key(0), buf, 500)
     chex.assert_shape(sample, (500, 2))
     seen = {tuple(r) for r in np.asarray(sample)}
     assert seen == {tuple(r) for r in rows[:3]}  # only the filled part, all of it
@@ -269,7 +269,7 @@ def test_replay_ring_semantics():
     assert int(buf.size) == 5 and int(buf.insert_index) == 2
     np.testing.assert_array_equal(buf.data, rows[[3, 4, 0, 1, 2]])
     with pytest.raises(ValueError):
-        amp.replay_add(buf, np.zeros((6, 2), np.float32))
+        replay.add(buf, np.zeros((6, 2), np.float32))
 
 
 # --- update ------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def test_update_lowers_loss_on_separable_data():
     disc = amp.init(jax.random.key(4), ref.shape[1], hidden=(32, 32), norm_mean=mean, norm_std=std)
     opt = amp.make_optimizer(1e-3, weight_decay=1e-4, max_grad_norm=1.0)
     opt_state = opt.init(amp.trainable(disc))
-    buf = amp.replay_add(amp.replay_init(128, ref.shape[1]), pol[:64])
+    buf = replay.add(replay.init(128, ref.shape[1]), pol[:64])
     kw = dict(batch_size=64, loss_type="least_squares", gp_weight=0.5, replay_fraction=0.25)
     before, _ = _loss(disc, ref, pol, loss_type="least_squares", gp_weight=0.5)
     disc, opt_state, metrics = _update(
@@ -317,9 +317,9 @@ def test_update_replay_mix(filled):
     disc = amp.init(jax.random.key(6), dim, hidden=(8,))
     opt = _FROZEN
     rollout, old = jnp.full((4, dim), 2.0), jnp.full((4, dim), -3.0)
-    buf = amp.replay_init(16, dim)
+    buf = replay.init(16, dim)
     if filled:
-        buf = amp.replay_add(buf, old)
+        buf = replay.add(buf, old)
     _, _, m = _update(
         jax.random.key(7), disc, opt.init(amp.trainable(disc)), opt, rollout, rollout, buf,
         batch_size=8, num_steps=1, loss_type="logistic", gp_weight=0.0, replay_fraction=1.0,
@@ -337,7 +337,7 @@ def test_spectral_norm_keeps_unit_top_singular_value():
     assert jax.tree.leaves(amp.trainable(disc).spectral_u) == []
     kw = dict(batch_size=32, loss_type="least_squares", gp_weight=0.1, replay_fraction=0.0)
     disc, opt_state, _ = _update(
-        jax.random.key(9), disc, opt_state, opt, ref, pol, amp.replay_init(4, 8), num_steps=5, **kw
+        jax.random.key(9), disc, opt_state, opt, ref, pol, replay.init(4, 8), num_steps=5, **kw
     )
     for w in disc.weights():
         top = np.linalg.svd(np.asarray(w), compute_uv=False)[0]
@@ -377,7 +377,7 @@ def test_input_noise_blurs_training_but_metrics_read_clean_batches():
     mean, std = amp.input_stats(jnp.concatenate([ref, pol]))
     disc0 = amp.init(jax.random.key(12), 2, hidden=(16,), norm_mean=mean, norm_std=std)
     opt = amp.make_optimizer(3e-3)
-    buf = amp.replay_init(8, 2)
+    buf = replay.init(8, 2)
     kw = dict(batch_size=128, num_steps=150, loss_type="least_squares", gp_weight=0.1, replay_fraction=0.0)
     gaps = {}
     for noise in (0.0, 3.0):

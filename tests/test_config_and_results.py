@@ -69,13 +69,15 @@ def test_valid_configs_pass():
 
 @pytest.mark.parametrize(
     "flag, field",
-    [("--config.candidate_chunk=7", "candidate_chunk"), ("--config.xml_path=/missing/robot.xml", "xml_path")],
+    [("--config.candidate_chunk=7", "candidate_chunk"), ("--config.xml_path=/missing/robot.xml", "xml_path"),
+     # The tests' 4 host devices (XLA_FLAGS, inherited) cannot split a chunk of 2.
+     ("--config.pairs=1 --config.candidate_chunk=2", "candidate_chunk")],
 )
 def test_cli_refuses_bad_config_in_one_line(tmp_path, flag, field):
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark", "--config=configs/es_test.py",
-         f"--config.results_dir={tmp_path}", flag],
+         f"--config.results_dir={tmp_path}", *flag.split()],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

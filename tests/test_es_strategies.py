@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from common import checkpoint, launch
+from common import checkpoint, sharding
 from humanoid_es import strategies
 from humanoid_es.trainer import Trainer
 from tests.test_es_train import _run, _tiny_config
@@ -53,7 +53,7 @@ def test_evosax_population_sharded_over_four_devices_equals_one_device():
     """The asked population enters the rollouts split by candidate; results match one device."""
     assert jax.device_count() == 4
     one = Trainer(_config("Open_ES"))
-    four = Trainer(_config("Open_ES", candidate_chunk=8), launch.make_mesh())
+    four = Trainer(_config("Open_ES", candidate_chunk=8), sharding.make_mesh())
     start = one.init(jax.random.PRNGKey(2))
     a, ma = _run(one, start, 2)
     b, mb = _run(four, four.place(start), 2)

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from common import checkpoint, launch
+from common import checkpoint, sharding
 from configs import es_test
 from humanoid_es.trainer import Trainer
 from tests.conftest import REPO_ROOT
@@ -87,7 +87,7 @@ def test_sharded_over_four_devices_equals_one_device(trainer):
     that on zero-noise rollouts). Over 4 steps the comparison is to float tolerance.
     """
     assert jax.device_count() == 4
-    four = Trainer(_tiny_config(candidate_chunk=8), launch.make_mesh())
+    four = Trainer(_tiny_config(candidate_chunk=8), sharding.make_mesh())
     start = trainer.init(jax.random.PRNGKey(2))
     a, ma = _run(trainer, start, 2)
     # As train.run does: executables compiled ahead of time for the placed first state

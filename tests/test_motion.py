@@ -11,7 +11,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from common import robots
+from common import quaternion, robots
 from ppo_amp import motion, motion_gen
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,10 +53,10 @@ def test_joint_names_follow_the_biped_actuators(model):
 
 
 def test_slerp_midpoint_is_the_half_rotation():
-    q = motion.slerp(_yaw_quat(np.array([0.0])), _yaw_quat(np.array([np.pi / 2])), np.array([0.5]))
+    q = quaternion.slerp(_yaw_quat(np.array([0.0])), _yaw_quat(np.array([np.pi / 2])), np.array([0.5]))
     np.testing.assert_allclose(q, _yaw_quat(np.array([np.pi / 4])), atol=1e-12)
     # The shorter arc is taken even when the end quaternion has the other sign.
-    q = motion.slerp(_yaw_quat(np.array([0.0])), -_yaw_quat(np.array([np.pi / 2])), np.array([0.5]))
+    q = quaternion.slerp(_yaw_quat(np.array([0.0])), -_yaw_quat(np.array([np.pi / 2])), np.array([0.5]))
     np.testing.assert_allclose(q, _yaw_quat(np.array([np.pi / 4])), atol=1e-12)
 
 
@@ -77,7 +77,7 @@ def test_resampling_matches_the_analytic_motion(tmp_path):
 def test_velocities_by_finite_differences_in_the_world_frame(tmp_path):
     fps, t = 50.0, np.arange(60) / 50.0
     tilt = np.array([np.cos(0.2), np.sin(0.2), 0.0, 0.0])  # 0.4 rad about x
-    quat = motion.quat_mul(_yaw_quat(1.3 * t), np.broadcast_to(tilt, (len(t), 4)))
+    quat = quaternion.mul(_yaw_quat(1.3 * t), np.broadcast_to(tilt, (len(t), 4)))
     # Yaw about the world z axis: the world-frame rate is (0, 0, 1.3) at every frame,
     # while the body-frame one would lean by the tilt.
     omega = motion.angular_velocity_world(quat, fps)

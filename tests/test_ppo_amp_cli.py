@@ -94,23 +94,24 @@ def test_evaluate_refuses_bad_run_folders_in_one_line(run_dir, tmp_path):
     assert sorted(os.listdir(tmp_path / "ppo_amp" / "empty")) == ["config.json"]  # nothing written
 
 
-def test_benchmark_prints_three_lines(work, run_dir):
+def test_benchmark_prints_four_lines_with_their_baselines(work, run_dir):
     del run_dir  # trained first: the benchmark's iteration then comes from the shared compile cache
     proc = _run(["experiments.benchmark", "--config=configs/ppo_amp_test.py", *TINY, "--repeats=1",
                  f"--config.results_dir={work['results']}", f"--config.compile_cache_dir={work['cache']}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = {l["name"]: l for l in map(json.loads, proc.stdout.strip().splitlines())}
-    assert list(lines) == ["mjx_physics", "mjx_env_step", "ppo_amp_iteration"]
+    assert list(lines) == ["mjx_physics", "mjx_env_step", "ppo_rollout", "ppo_amp_iteration"]
     for line in lines.values():
         assert line["batch"] == 8 and line["horizon"] == 4 and line["env_steps_per_s"] > 0
-        assert line["compile_seconds"] >= 0
-    it = lines["ppo_amp_iteration"]
-    assert it["iteration_env_steps"] == 32
-    assert it["physics_steps_per_s"] == lines["mjx_env_step"]["env_steps_per_s"]
-    assert it["ratio"] == pytest.approx(it["env_steps_per_s"] / lines["mjx_env_step"]["env_steps_per_s"])
-    assert it["ratio_to_mjx_physics"] == pytest.approx(it["env_steps_per_s"] / lines["mjx_physics"]["env_steps_per_s"])
-    assert it["cache_hits"] >= 1
-    assert lines["mjx_env_step"]["ratio"] > 0
+        assert line["env_steps"] == 32 and line["compile_seconds"] >= 0
+    assert "baseline" not in lines["mjx_physics"]
+    # Each line's ratio is its rate over the rate of the line it names.
+    for name, baseline in (("mjx_env_step", "mjx_physics"), ("ppo_rollout", "mjx_env_step"),
+                           ("ppo_amp_iteration", "ppo_rollout")):
+        line, base = lines[name], lines[baseline]
+        assert line["baseline"] == baseline and line["baseline_steps_per_s"] == base["env_steps_per_s"]
+        assert line["ratio"] == pytest.approx(line["env_steps_per_s"] / base["env_steps_per_s"])
+    assert lines["ppo_amp_iteration"]["cache_hits"] >= 1
     assert os.path.isfile(os.path.join(work["results"], "benchmark", "ppo_amp-ppo_amp_test", "summary.json"))
     # ES-only flags are refused for a PPO+AMP config, in one line, before anything runs.
     _one_error_line(_run(["experiments.benchmark", "--config=configs/ppo_amp_test.py", "--profiles=gym",

@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from common import checkpoint, launch, normalizer
+from common import checkpoint, host_loop, normalizer, sharding
 from common.config import ConfigError
 from configs import ppo_amp_test
-from ppo_amp import amp, config as ppo_config, train
+from ppo_amp import amp, config as ppo_config, hooks
 from ppo_amp.trainer import Trainer
 
 
@@ -83,7 +83,7 @@ def test_sharded_over_four_devices_equals_one_device(single):
     state = trainer.init(jax.random.PRNGKey(2))
     one = iterate(state)[0]
 
-    sharded = Trainer(_config(), launch.make_mesh())
+    sharded = Trainer(_config(), sharding.make_mesh())
     placed = sharded.place(sharded.init(jax.random.PRNGKey(2)))
     compiled = sharded.iteration.lower(placed).compile()  # ahead of time, as train.run does
     four, _ = compiled(placed)
@@ -125,7 +125,7 @@ def test_bad_config_is_one_clear_error_before_any_results(tmp_path, field, value
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         ppo_config.validate(c, n_devices=4)
     with pytest.raises(ConfigError):
-        train.run(c)
+        host_loop.run(c, hooks.PIPELINE)
     assert not os.path.exists(tmp_path / "results")
 
 

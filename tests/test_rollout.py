@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from common import launch, rollout
+from common import rollout, sharding
 
 POPULATION = 8
 HORIZON = 60
@@ -104,7 +104,7 @@ def test_work_queue_equals_chunks(evaluate):
 
 def test_sharded_over_four_devices_equals_one_device(evaluate):
     assert jax.device_count() == 4, "conftest forces four host devices"
-    mesh = launch.make_mesh()
+    mesh = sharding.make_mesh()
     _assert_same(evaluate(POPULATION, mesh=mesh), evaluate(POPULATION))
 
 
@@ -122,3 +122,42 @@ def test_bad_shapes_are_refused(fast_env):
     with pytest.raises(ValueError, match="must be >= 1 and divide horizon"):
         rollout.rollout(fast_env, _act, _init_carry, jnp.zeros((2, 17, 376)),
                         jax.random.split(jax.random.PRNGKey(0), 2), horizon=10, block=3)
+
+
+def test_auto_reset_restarts_finished_episodes_and_accounts_for_them(fast_env):
+    n, t = 4, HORIZON
+    # A strong constant action makes the humanoid fall within the 60 steps, each env at its own time.
+    actions = 0.4 * jnp.tanh(jax.random.normal(jax.random.PRNGKey(5), (n, fast_env.action_size)))
+    act_keys, reset_keys = jax.random.split(jax.random.PRNGKey(6), (2, t, n))
+    start = jax.vmap(fast_env.reset)(jax.random.split(jax.random.PRNGKey(7), n))
+    running = rollout.Running(state=start, extra=jnp.zeros((n,)), episode_return=jnp.zeros((n,)),
+                              episode_length=jnp.zeros((n,), jnp.int32))
+
+    def record(steps_seen, s, new, fresh, done):
+        # The caller's own carry: steps since its episode began, restarted where one ended.
+        steps_seen = jnp.where(done, 0.0, steps_seen + 1.0)
+        return steps_seen, fresh.obs
+
+    run = jax.jit(lambda r: rollout.auto_reset(fast_env.step, fast_env.reset, lambda s, k: (actions, ()), record,
+                                               r, act_keys, reset_keys))
+    final, steps = jax.device_get(run(running))
+    done = np.asarray(steps.done)
+    assert done.any(axis=0).all(), "every env should have finished an episode"
+    fresh_obs = np.asarray(jax.vmap(jax.vmap(fast_env.reset))(reset_keys).obs)
+    for env in range(n):
+        ends = np.flatnonzero(done[:, env])
+        begin = 0
+        for end in ends:
+            # A finished episode reports its own return and length, and the next step
+            # starts from the reset drawn with that step's key.
+            np.testing.assert_allclose(steps.finished_return[end, env], steps.reward[begin:end + 1, env].sum(),
+                                       rtol=1e-5)
+            assert steps.finished_length[end, env] == end + 1 - begin
+            np.testing.assert_array_equal(steps.out[end, env], fresh_obs[end, env])
+            if end + 1 < t:
+                np.testing.assert_array_equal(steps.obs[end + 1, env], fresh_obs[end, env])
+            begin = end + 1
+        assert (steps.finished_return[:, env][~done[:, env]] == 0).all()
+        # What carries over is the unfinished episode's running figures.
+        assert final.episode_length[env] == t - begin == final.extra[env]
+        np.testing.assert_allclose(final.episode_return[env], steps.reward[begin:, env].sum(), rtol=1e-5)

@@ -38,6 +38,11 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _frozen(value: Any) -> Any:
+    """Lists (a config.json's tuples) back to tuples, nested ones included: env configs hash."""
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def config_for(name: str, **overrides: Any) -> Any:
     """The env's frozen config with `overrides` applied (`None` values are ignored)."""
     if name not in _REGISTRY:
@@ -47,7 +52,7 @@ def config_for(name: str, **overrides: Any) -> Any:
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise TypeError(f"env {name!r}: unknown override(s) {unknown}; accepted: {sorted(fields)}")
-    given = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
+    given = {k: _frozen(v) for k, v in overrides.items() if v is not None}
     return dataclasses.replace(config_cls(), **given)
 
 

@@ -58,6 +58,14 @@ DEFAULT_REWARD_SCALES = (
     ("termination", -50.0),
 )
 
+# Domain-randomisation fields (`randomize=False` turns all of them off), which a
+# training config keeps in its own section.
+RANDOMIZE_FIELDS = (
+    "randomize", "friction_range", "mass_scale_range", "damping_scale_range", "latency_steps", "push_force_range",
+    "push_interval_steps", "push_duration_steps", "obs_noise_scale", "noise_ang_vel", "noise_gravity",
+    "noise_joint_pos", "noise_joint_vel",
+)
+
 # Physics profiles of this robot: the MJCF's own integrator and solver settings are
 # already chosen for it, so `fast` only replaces implicit collisions by foot-floor pairs.
 PROFILES = {
@@ -84,8 +92,11 @@ class BipedWalkConfig:
     frame_skip: int = 4
     episode_length: int = 1000
 
-    # Joint target = default + action_scale x effort limit / stiffness x action.
-    action_scale: float = 0.3
+    # Joint target = default + action_scale x effort limit / stiffness x action. Actions
+    # are tanh-squashed to [-1, 1], so this bounds every target: at 0.3 the knee reaches
+    # 0.21 rad past its default, while the bundled walking clips need 0.64 (hip pitch
+    # 0.34 of 0.19, ankle 0.23 of 0.18). At 1.0 a full action is the effort limit.
+    action_scale: float = 1.0
     obs_terms: tuple[str, ...] = (
         "base_ang_vel", "projected_gravity", "command", "joint_pos", "joint_vel", "last_action",
     )
@@ -114,7 +125,9 @@ class BipedWalkConfig:
     tracking_sigma: float = 0.25
     base_height_target: float = 0.46
     soft_joint_limit: float = 0.9
-    feet_air_time_target: float = 0.25
+    # Touch-down pays air time beyond this: the bundled walk swings a foot for ~0.2 s at
+    # 0.5 m/s (4.6 steps/s), which a 0.25 s target would charge for.
+    feet_air_time_target: float = 0.15
     max_contact_force: float = 120.0
 
     # Termination (after `grace_steps` policy steps from a reset).

@@ -26,25 +26,15 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 from mujoco import mjx
 
-from common import contact, physics
+from common import contact, physics, quaternion, robots
 from common.envs.base import Env, State
 from common.envs.biped import randomize, rewards
-from common.envs.biped.config import PRIVILEGED_TERMS, BipedWalkConfig
+from common.envs.biped.config import PRIVILEGED_TERMS, BipedWalkConfig, validate
 
 GRAVITY_DIR = np.array([0.0, 0.0, -1.0], np.float32)
-
-
-def quat_to_mat(q: Float[Array, "4"]) -> Float[Array, "3 3"]:
-    """Rotation matrix (body -> world) of a unit (w, x, y, z) quaternion."""
-    w, x, y, z = q[0], q[1], q[2], q[3]
-    return jnp.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
 
 
 class Statics(eqx.Module):
@@ -108,7 +98,7 @@ class BipedWalk(Env):
 
     def _terms(self, qpos, qvel, command, last_action) -> dict[str, Array]:
         c = self.config
-        rot = quat_to_mat(qpos[3:7])
+        rot = quaternion.to_matrix(qpos[3:7])
         return {
             "base_ang_vel": qvel[3:6] * c.ang_vel_scale,  # MuJoCo's free joint: already in the base frame
             "projected_gravity": rot.T @ GRAVITY_DIR,
@@ -147,7 +137,7 @@ class BipedWalk(Env):
         noise = jax.random.uniform(k_joint, (self.model.nu,), minval=-1.0, maxval=1.0) * c.reset_joint_noise
         joints = jnp.clip(qpos[7:] + noise, self.statics.joint_low, self.statics.joint_high)
         yaw = jax.random.uniform(k_yaw, (), minval=-jnp.pi, maxval=jnp.pi) if c.reset_random_yaw else 0.0
-        quat = jnp.stack([jnp.cos(yaw / 2), 0.0, 0.0, jnp.sin(yaw / 2)])
+        quat = quaternion.about_axis(2, yaw)
         qpos = jnp.concatenate([qpos[:3], quat, joints])
         qvel = jnp.zeros((self.model.nv,))
         data = physics.make_data(self.model, c.impl).replace(qpos=qpos, qvel=qvel, ctrl=self.statics.default_ctrl)
@@ -200,7 +190,7 @@ class BipedWalk(Env):
         data, ok = physics.guarded_step(physics.make_step_fn(c.frame_skip), model, data, ctrl, c.max_qvel)
 
         qpos, qvel = data.qpos, data.qvel
-        rot = quat_to_mat(qpos[3:7])
+        rot = quaternion.to_matrix(qpos[3:7])
         base_lin_vel = rot.T @ qvel[:3]
         gravity = rot.T @ GRAVITY_DIR
         forces = self._foot_forces(data)
@@ -265,10 +255,6 @@ class BipedWalk(Env):
 
 def make(config: BipedWalkConfig) -> BipedWalk:
     """Builds the env: loads the MJCF under the profile and reads its constants."""
-    from common import robots  # pylint: disable=import-outside-toplevel
-
-    from common.envs.biped.config import validate  # pylint: disable=import-outside-toplevel
-
     try:
         validate(config)
     except ValueError as e:
@@ -304,8 +290,6 @@ def make(config: BipedWalkConfig) -> BipedWalk:
 
 
 def _check_model(m: mujoco.MjModel, config: BipedWalkConfig) -> None:
-    from common import robots  # pylint: disable=import-outside-toplevel
-
     where = f"xml_path: {config.xml_path!r}"
     if m.nq < 7 or m.jnt_type[0] != mujoco.mjtJoint.mjJNT_FREE:
         raise robots.ModelError(f"{where} must have a free root joint first")

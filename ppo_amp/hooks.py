@@ -1,4 +1,4 @@
-"""The PPO+AMP run: its parts of the shared host loop (`common.host_loop`), and restoring a run.
+"""The PPO+AMP pipeline's hooks in the shared host loop: `host_loop.run(config, hooks.PIPELINE)`.
 
 PPO+AMP's parts of the loop: the compile shape (envs, rollout length, AMP on or off), an
 iteration's line (episode return and length, tracking error, discriminator accuracy,
@@ -20,7 +20,7 @@ import numpy as np
 
 from common import host_loop, results
 from ppo_amp import config as ppo_config
-from ppo_amp.trainer import Trainer, TrainState
+from ppo_amp.trainer import Trainer
 
 EXPERIMENT = "ppo_amp"
 _DISC_FIGURES = ("disc_accuracy", "disc_accuracy_reference", "disc_accuracy_policy", "style_reward")
@@ -42,9 +42,7 @@ def _late_mean(records: Sequence[dict[str, Any]], keys: tuple[str, ...],
 
 def _compile_shape(config: ml_collections.ConfigDict, trainer: Trainer) -> dict[str, Any]:
     del trainer
-    return {"num_envs": config.num_envs, "rollout_length": config.rollout_length, "horizon": config.horizon,
-            "devices": jax.device_count(), "physics": config.physics, "impl": config.impl,
-            "amp": config.amp.enabled}
+    return {"num_envs": config.num_envs, "rollout_length": config.rollout_length, "amp": config.amp.enabled}
 
 
 def _banner(config: ml_collections.ConfigDict, trainer: Trainer) -> str:
@@ -73,7 +71,7 @@ def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any]
     return {"final_eval": last_eval, "late_disc_accuracy": _late_mean(records, _DISC_FIGURES)}
 
 
-_PIPELINE = host_loop.Pipeline(
+PIPELINE = host_loop.Pipeline(
     experiment=EXPERIMENT,
     validate=ppo_config.validate,
     make_trainer=Trainer,
@@ -84,13 +82,3 @@ _PIPELINE = host_loop.Pipeline(
     eval_fields=_eval_record,
     summary_fields=_summary_fields,
 )
-
-
-def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Trains (or resumes) the run that `config` names; returns its summary."""
-    return host_loop.run(config, _PIPELINE)
-
-
-def restore_latest(run_path: str, config: ml_collections.ConfigDict, **env_overrides) -> tuple[Trainer, TrainState]:
-    """The trainer and the latest checkpointed state of the run in `run_path`."""
-    return host_loop.restore_latest(run_path, config, _PIPELINE, **env_overrides)

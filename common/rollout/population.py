@@ -1,10 +1,4 @@
-"""Fixed-shape rollouts: time in `lax.scan`, populations in chunks, optional early exit.
-
-Every shape (batch, horizon, chunk) is static. Members that finish are frozen (their
-state is not advanced and they earn nothing), never cut out, so a batch keeps its
-shape. With `block` set, time runs as a `lax.while_loop` over blocks of `block` steps
-that stops once every member of the batch is done; since finished members are frozen,
-the result equals the full scan.
+"""A population's episodes in chunks, or as a work queue, optionally sharded by candidate.
 
 A population of `population` candidates is evaluated as `population // chunk` chunks by
 `lax.map`, so memory is O(chunk). Each candidate's parameters and reset key come from
@@ -25,137 +19,18 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray, PyTree
 
-from common import normalizer
+from common import normalizer, sharding
 from common.envs.base import Env
+from common.rollout.episodes import ActFn, EpisodeBatch, InitCarryFn, Outcome, Params, advance, rollout, select, start
 
-Params = PyTree
-Carry = PyTree
-ActFn = Callable[[Params, Carry, Float[Array, " obs"]], tuple[Carry, Float[Array, " act"]]]
-InitCarryFn = Callable[[Params], Carry]
 CandidateFn = Callable[[PyTree, Int[Array, ""], PRNGKeyArray], tuple[Params, PRNGKeyArray]]
 
 
-class Outcome(eqx.Module):
-    """Per-member results of a batch of episodes, and statistics of what they observed."""
-
-    episode_return: Float[Array, " batch"]
-    length: Int[Array, " batch"]
-    diverged: Bool[Array, " batch"]
-    obs_stats: normalizer.RunningStats
-    # Per member, each of the env's scalar metrics summed over the steps it lived (the
-    # reward terms, `reward/<name>`, sum to `episode_return`).
-    metric_sums: dict[str, Float[Array, " batch"]]
-
-
-def select(mask: Bool[Array, " batch"], on_true: PyTree, on_false: PyTree) -> PyTree:
-    """Per-member `where` over two batched pytrees (mask broadcast over trailing axes)."""
-
-    def pick(a, b):
-        m = mask.reshape(mask.shape + (1,) * (a.ndim - mask.ndim))
-        return jnp.where(m, a, b)
-
-    return jax.tree.map(pick, on_true, on_false)
-
-
-class _Carry(eqx.Module):
-    state: Any
-    policy_carry: Any
-    episode_return: Float[Array, " batch"]
-    length: Int[Array, " batch"]
-    diverged: Bool[Array, " batch"]
-    done: Bool[Array, " batch"]
-    obs_stats: normalizer.RunningStats
-    metric_sums: dict[str, Float[Array, " batch"]]
-
-
-def _start(env: Env, init_carry: InitCarryFn, params: Params, keys: PRNGKeyArray) -> _Carry:
-    """Fresh episodes for a batch, with empty observation statistics."""
-    batch = keys.shape[0]
-    state = jax.vmap(env.reset)(keys)
-    return _Carry(
-        state=state,
-        policy_carry=jax.vmap(init_carry)(params),
-        episode_return=jnp.zeros((batch,), state.reward.dtype),
-        length=jnp.zeros((batch,), jnp.int32),
-        diverged=jnp.zeros((batch,), bool),
-        done=jnp.zeros((batch,), bool),
-        obs_stats=normalizer.init(state.obs.shape[-1], state.obs.dtype),
-        metric_sums={k: jnp.zeros((batch,), state.reward.dtype) for k in state.metrics},
-    )
-
-
-def _advance(env: Env, act: ActFn, params: Params, c: _Carry) -> _Carry:
-    """One step of every live member; finished members are frozen and earn nothing."""
-    alive = ~c.done
-    policy_carry, action = jax.vmap(act)(params, c.policy_carry, c.state.obs)
-    new = jax.vmap(env.step)(c.state, action)
-    return _Carry(
-        state=select(alive, new, c.state),
-        policy_carry=select(alive, policy_carry, c.policy_carry),
-        episode_return=c.episode_return + jnp.where(alive, new.reward, 0.0),
-        length=c.length + alive.astype(jnp.int32),
-        diverged=c.diverged | (alive & (new.metrics["diverged"] > 0)),
-        done=c.done | new.done,
-        obs_stats=normalizer.merge(c.obs_stats, normalizer.from_batch(c.state.obs, alive)),
-        metric_sums={k: v + jnp.where(alive, new.metrics[k], 0.0) for k, v in c.metric_sums.items()},
-    )
-
-
-def rollout(
-    env: Env,
-    act: ActFn,
-    init_carry: InitCarryFn,
-    params: Params,
-    keys: PRNGKeyArray,
-    horizon: int,
-    block: int | None = None,
-) -> Outcome:
-    """Runs one episode per member of a batch (`params` and `keys` batched on axis 0).
-
-    Args:
-      env: the task.
-      act: `(params, carry, obs) -> (carry, action)` for one member; vmapped here.
-      init_carry: the policy's carry at episode start, `(params) -> carry`.
-      params: batched policy parameters.
-      keys: `[batch]` reset keys.
-      horizon: steps per episode (static).
-      block: if set, stop early once all members are done, checking every `block`
-        steps; must divide `horizon`.
-    """
-    if block is not None and (block < 1 or horizon % block):
-        raise ValueError(f"early-exit block {block} must be >= 1 and divide horizon {horizon}")
-    carry = _start(env, init_carry, params, keys)
-
-    def one_step(c: _Carry, _) -> tuple[_Carry, None]:
-        return _advance(env, act, params, c), None
-
-    if block is None:
-        carry, _ = jax.lax.scan(one_step, carry, length=horizon)
-    else:
-        def run_block(tc):
-            t, c = tc
-            c, _ = jax.lax.scan(one_step, c, length=block)
-            return t + block, c
-
-        def keep_going(tc):
-            t, c = tc
-            return (t < horizon) & ~jnp.all(c.done)
-
-        _, carry = jax.lax.while_loop(keep_going, run_block, (jnp.zeros((), jnp.int32), carry))
-    return Outcome(
-        episode_return=carry.episode_return,
-        length=carry.length,
-        diverged=carry.diverged,
-        obs_stats=carry.obs_stats,
-        metric_sums=carry.metric_sums,
-    )
-
-
 class _Queue(eqx.Module):
-    slots: _Carry
+    slots: EpisodeBatch
     params: Any
     # Position in the queue of the candidate each slot runs; n marks an idle slot.
     position: Int[Array, " slots"]
@@ -202,7 +77,7 @@ def rollout_queue(
         raise ValueError(f"{n} candidates cannot fill {slots} slots")
     make = jax.vmap(candidate_fn, in_axes=(None, 0, None))
     params, keys = make(theta, _take(indices, slice(0, slots)), key)
-    first = _start(env, init_carry, params, keys)
+    first = start(env, init_carry, params, keys)
     queue = _Queue(
         slots=first,
         params=params,
@@ -214,8 +89,8 @@ def rollout_queue(
         metric_sums={k: jnp.zeros((n,), v.dtype) for k, v in first.metric_sums.items()},
     )
 
-    def one_step(c: _Carry, params) -> tuple[_Carry, None]:
-        c = _advance(env, act, params, c)
+    def one_step(c: EpisodeBatch, params) -> tuple[EpisodeBatch, None]:
+        c = advance(env, act, params, c)
         # The time limit of a slot counts from its own reset.
         return eqx.tree_at(lambda x: x.done, c, c.done | (c.length >= horizon)), None
 
@@ -234,7 +109,7 @@ def rollout_queue(
         refill = finished & (wanted < n)
         position = jnp.where(finished, jnp.where(refill, wanted, n), q.position)
         new_params, new_keys = make(theta, _take(indices, jnp.clip(wanted, 0, n - 1)), key)
-        fresh = _start(env, init_carry, new_params, new_keys)
+        fresh = start(env, init_carry, new_params, new_keys)
         # Per-slot fields switch to the fresh episode; the statistics gathered so far
         # are shared by all slots and carried on.
         per_slot = lambda x: dataclasses.replace(x, obs_stats=None)
@@ -257,6 +132,7 @@ def rollout_queue(
         diverged=queue.diverged,
         obs_stats=queue.slots.obs_stats,
         metric_sums=queue.metric_sums,
+        measure_sums={},
     )
 
 
@@ -283,13 +159,7 @@ def _evaluate_local(
         return rollout(env, act, init_carry, params, keys, horizon, block)
 
     per_chunk = jax.lax.map(eval_chunk, indices)
-    return Outcome(
-        episode_return=per_chunk.episode_return.reshape(-1),
-        length=per_chunk.length.reshape(-1),
-        diverged=per_chunk.diverged.reshape(-1),
-        obs_stats=normalizer.merge_stacked(per_chunk.obs_stats),
-        metric_sums={k: v.reshape(-1) for k, v in per_chunk.metric_sums.items()},
-    )
+    return _flatten(per_chunk)
 
 
 def evaluate_population(
@@ -334,7 +204,6 @@ def evaluate_population(
     n_dev = mesh.size
     if chunk % n_dev:
         raise ValueError(f"chunk {chunk} is not divisible by the {n_dev} devices of the mesh")
-    (axis,) = mesh.axis_names
     local_chunk = chunk // n_dev
     # Device d evaluates candidates [d * population / n_dev, (d + 1) * population / n_dev).
     indices = jax.tree.map(lambda x: x.reshape(n_dev, n_chunks, local_chunk, *x.shape[1:]), candidates)
@@ -344,18 +213,18 @@ def evaluate_population(
         out = _evaluate_local(env, act, init_carry, candidate_fn, theta, key, local, horizon, block, queue)
         return jax.tree.map(lambda x: x[None], out)
 
-    sharded = jax.shard_map(
-        per_device,
-        mesh=mesh,
-        in_specs=(P(), P(), P(axis)),
-        out_specs=P(axis),
-        # MJX's solver uses `lax.cond` on values the varying-axis check cannot follow.
-        check_vma=False,
-    )(theta, key, indices)
+    sharded = sharding.per_device(per_device, mesh, (sharding.REPLICATED, sharding.REPLICATED, sharding.SPLIT),
+                                  sharding.SPLIT)(theta, key, indices)
+    return _flatten(sharded)
+
+
+def _flatten(stacked: Outcome) -> Outcome:
+    """One outcome from per-chunk (or per-device) outcomes stacked on a leading axis."""
     return Outcome(
-        episode_return=sharded.episode_return.reshape(-1),
-        length=sharded.length.reshape(-1),
-        diverged=sharded.diverged.reshape(-1),
-        obs_stats=normalizer.merge_stacked(sharded.obs_stats),
-        metric_sums={k: v.reshape(-1) for k, v in sharded.metric_sums.items()},
+        episode_return=stacked.episode_return.reshape(-1),
+        length=stacked.length.reshape(-1),
+        diverged=stacked.diverged.reshape(-1),
+        obs_stats=normalizer.merge_stacked(stacked.obs_stats),
+        metric_sums={k: v.reshape(-1) for k, v in stacked.metric_sums.items()},
+        measure_sums={},
     )

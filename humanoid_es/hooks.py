@@ -1,9 +1,9 @@
-"""The ES run: its parts of the shared host loop (`common.host_loop`), and restoring a run.
+"""The ES pipeline's hooks in the shared host loop: `host_loop.run(config, hooks.PIPELINE)`.
 
-ES's parts of the loop: the compile shape (population, chunk, horizon, parameter count),
-an iteration's line (training fitness, episode length, eval return), a line for iteration
-0's evaluation, the learning curve (fitness and eval return) and `final_eval_length` in
-the summary. Evaluation metrics go into the records under their own names.
+ES's parts of the loop: the compile shape (population, chunk, parameter count), an
+iteration's line (training fitness, episode length, eval return), the learning curve
+(fitness and eval return), the reward terms and velocity plots, and `final_eval_length`
+in the summary. Evaluation metrics go into the records under their own names.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import ml_collections
 
 from common import host_loop, results
 from humanoid_es import config as es_config
-from humanoid_es.trainer import Trainer, TrainState
+from humanoid_es.trainer import Trainer
 
 EXPERIMENT = "es"
 # ARS's median evaluation return over its 26 Humanoid-v1 logs (github.com/modestyachts/ARS,
@@ -27,18 +27,13 @@ ARS_MEDIAN = ((0.25e6, 287.5), (0.5e6, 318.8), (1e6, 393.1), (2e6, 488.4), (3e6,
 
 
 def _compile_shape(config: ml_collections.ConfigDict, trainer: Trainer) -> dict[str, Any]:
-    return {"pairs": config.pairs, "candidate_chunk": config.candidate_chunk, "horizon": config.horizon,
-            "params": trainer.num_params, "devices": jax.device_count(), "physics": config.physics,
-            "impl": config.impl, "early_exit_block": config.early_exit_block}
+    return {"pairs": config.pairs, "candidate_chunk": config.candidate_chunk, "params": trainer.num_params,
+            "early_exit_block": config.early_exit_block}
 
 
 def _banner(config: ml_collections.ConfigDict, trainer: Trainer) -> str:
     return "ES: %d candidates x %d params, chunks of %d, horizon %d, %d device(s)" % (
         trainer.population, trainer.num_params, config.candidate_chunk, config.horizon, jax.device_count())
-
-
-def _first_eval_line(record: dict[str, Any]) -> str:
-    return "iteration 0: eval return %.1f, length %.0f" % (record["eval_return"], record["eval_length"])
 
 
 def _progress(record: dict[str, Any]) -> str:
@@ -66,7 +61,7 @@ def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any]
     return {"final_eval_length": None if last_eval is None else last_eval["eval_length"]}
 
 
-_PIPELINE = host_loop.Pipeline(
+PIPELINE = host_loop.Pipeline(
     experiment=EXPERIMENT,
     validate=es_config.validate,
     make_trainer=Trainer,
@@ -74,16 +69,5 @@ _PIPELINE = host_loop.Pipeline(
     banner=_banner,
     progress=_progress,
     plot=_plot,
-    first_eval_line=_first_eval_line,
     summary_fields=_summary_fields,
 )
-
-
-def run(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Trains (or resumes) the run that `config` names; returns its summary."""
-    return host_loop.run(config, _PIPELINE)
-
-
-def restore_latest(run_path: str, config: ml_collections.ConfigDict, **env_overrides) -> tuple[Trainer, TrainState]:
-    """The trainer and the latest checkpointed state of the run in `run_path`."""
-    return host_loop.restore_latest(run_path, config, _PIPELINE, **env_overrides)

@@ -1,0 +1,58 @@
+"""Command lines: a mistyped field or flag is one line naming it, before JAX starts."""
+
+import os
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from common import cli
+from tests.conftest import REPO_ROOT
+
+
+def test_unknown_field_names_the_field_meant():
+    config = ml_collections.ConfigDict({"pairs": 1, "policy": {"size": 2, "obs_norm": "clip"}})
+    assert cli.unknown_field_message(config, "pairs", "config", "c.py") is None
+    assert cli.unknown_field_message(config, "policy.size", "config", "c.py") is None
+    assert cli.unknown_field_message(config, "policy", "config", "c.py") is None
+    assert cli.unknown_field_message(config, "pars", "config", "c.py") == (
+        "--config.pars: c.py has no field `pars`; did you mean `pairs`?")
+    assert cli.unknown_field_message(config, "policy.obs_nrm", "config", "c.py").endswith(
+        "did you mean `policy.obs_norm`?")
+    assert cli.unknown_field_message(config, "zzzz", "config", "c.py") == "--config.zzzz: c.py has no field `zzzz`"
+
+
+def _run(args, jax_platforms="no_such_platform"):
+    env = dict(os.environ)
+    env.pop("JAX_PLATFORMS", None)
+    # A platform JAX does not know: any backend start would end in a traceback, so a
+    # clean one-line exit shows that the error came before JAX started.
+    if jax_platforms is not None:
+        env["JAX_PLATFORMS"] = jax_platforms
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "Unable to initialize backend" not in proc.stderr, proc.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("experiments.es", "--config=configs/es_test.py", "--config.pars=8"),
+     "--config.pars: configs/es_test.py has no field `pars`; did you mean `pairs`?"),
+    (("experiments.ppo_amp", "--config=configs/ppo_amp_test.py", "--config.ppo.hiden=(8,)"),
+     "did you mean `ppo.hidden`?"),
+    (("experiments.benchmark", "--config=configs/es_test.py", "--config.no_such_field=1"),
+     "has no field `no_such_field`"),
+    (("experiments.es", "--config=configs/no_such_config.py"), "--config=configs/no_such_config.py: no such config file"),
+    (("experiments.evaluate", "--run=x", "--episdes=3"), "Unknown command line flag 'episdes'. Did you mean: episodes"),
+])
+def test_bad_command_line_is_one_line_before_jax(args, expected):
+    assert expected in _run(args)
+
+
+def test_no_tpu_probe_line():
+    # The validation error comes after the backend started (it needs the device count).
+    line = _run(("experiments.es", "--config=configs/es_test.py", "--config.eval_every=0"), jax_platforms=None)
+    assert line == "error: config.eval_every: must be a positive integer (got 0)"
