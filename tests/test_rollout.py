@@ -153,9 +153,10 @@ def test_auto_reset_restarts_finished_episodes_and_accounts_for_them(fast_env):
             np.testing.assert_allclose(steps.finished_return[end, env], steps.reward[begin:end + 1, env].sum(),
                                        rtol=1e-5)
             assert steps.finished_length[end, env] == end + 1 - begin
-            np.testing.assert_array_equal(steps.out[end, env], fresh_obs[end, env])
+            # The reset inside the scan is a differently fused XLA program: equal to the last bits or so.
+            np.testing.assert_allclose(steps.out[end, env], fresh_obs[end, env], rtol=1e-5, atol=1e-6)
             if end + 1 < t:
-                np.testing.assert_array_equal(steps.obs[end + 1, env], fresh_obs[end, env])
+                np.testing.assert_allclose(steps.obs[end + 1, env], fresh_obs[end, env], rtol=1e-5, atol=1e-6)
             begin = end + 1
         assert (steps.finished_return[:, env][~done[:, env]] == 0).all()
         # What carries over is the unfinished episode's running figures.
