@@ -46,22 +46,21 @@ class TrainState(eqx.Module):
     key: PRNGKeyArray
 
 
-class Transition(eqx.Module):
-    """One step of the rollout for every env (leading axis N; the scan stacks T)."""
+class Acted(eqx.Module):
+    """What the policy returns beside each step's action (the rollout's `Step.aux`)."""
 
-    obs: Float[Array, "N obs"]
-    critic_obs: Float[Array, "N cobs"]
     raw_action: Float[Array, "N act"]
     log_prob: Float[Array, " N"]
     value: Float[Array, " N"]
+
+
+class Recorded(eqx.Module):
+    """What the rollout records after each step (its `Step.out`)."""
+
+    critic_obs: Float[Array, "N cobs"]
     next_value: Float[Array, " N"]
-    reward: Float[Array, " N"]
-    done: Bool[Array, " N"]
     terminated: Bool[Array, " N"]
     amp_window: Float[Array, "N D"]
-    finished_return: Float[Array, " N"]
-    finished_length: Float[Array, " N"]
-    metrics: dict[str, Array]
 
 
 def reference_clips(config: ml_collections.ConfigDict) -> list[motion.MotionClip]:
@@ -164,7 +163,7 @@ class Trainer:
     def _normalize(self, stats: normalizer.RunningStats, x: Array) -> Array:
         return normalizer.normalize(stats, x, clip=self.config.ppo.obs_clip)
 
-    def _rollout(self, state: TrainState, key: PRNGKeyArray) -> tuple[rollout.Running, Transition]:
+    def _rollout(self, state: TrainState, key: PRNGKeyArray) -> tuple[rollout.Running, rollout.Step]:
         n, t = self.num_envs, self.config.rollout_length
         # Per-env keys drawn for the whole batch, so a device's envs see the same keys
         # whatever the number of devices.
@@ -182,7 +181,7 @@ class Trainer:
                 obs = self._normalize(obs_stats, s.obs)
                 cobs = self._normalize(critic_stats, s.info["critic_obs"])
                 action, log_prob, raw = jax.vmap(actor.sample)(keys, obs)
-                return action, (raw, log_prob, jax.vmap(critic)(cobs))
+                return action, Acted(raw_action=raw, log_prob=log_prob, value=jax.vmap(critic)(cobs))
 
             def record(history, s: State, nxt: State, fresh: State, done):
                 next_value = jax.vmap(critic)(self._normalize(critic_stats, nxt.info["critic_obs"]))
@@ -191,7 +190,8 @@ class Trainer:
                 fresh_history = jnp.repeat(self._frames(fresh)[:, None], self.window - 1, axis=1)
                 kept_history = jnp.concatenate([history[:, 1:], frame[:, None]], axis=1)
                 history = jnp.where(done[:, None, None], fresh_history, kept_history)
-                return history, (s.info["critic_obs"], next_value, nxt.info["terminated"], window)
+                return history, Recorded(critic_obs=s.info["critic_obs"], next_value=next_value,
+                                         terminated=nxt.info["terminated"], amp_window=window)
 
             return rollout.auto_reset(self.env.step, lambda k: self.env.reset(k, level), policy, record,
                                        running, act_keys, reset_keys)
@@ -199,12 +199,7 @@ class Trainer:
         run = sharding.per_device(local, self.mesh,
                                   (sharding.REPLICATED, sharding.SPLIT, sharding.SPLIT_TIME, sharding.SPLIT_TIME),
                                   (sharding.SPLIT, sharding.SPLIT_TIME))
-        running, steps = run(nets, running, act_keys, reset_keys)
-        (raw, log_prob, value), (critic_obs, next_value, terminated, window) = steps.aux, steps.out
-        return running, Transition(
-            obs=steps.obs, critic_obs=critic_obs, raw_action=raw, log_prob=log_prob, value=value,
-            next_value=next_value, reward=steps.reward, done=steps.done, terminated=terminated, amp_window=window,
-            finished_return=steps.finished_return, finished_length=steps.finished_length, metrics=steps.metrics)
+        return run(nets, running, act_keys, reset_keys)
 
     # -- iteration ----------------------------------------------------------------
 
@@ -230,13 +225,13 @@ class Trainer:
 
         obs_stats = normalizer.merge(state.obs_stats, normalizer.from_batch(traj.obs.reshape(t * n, -1)))
         critic_stats = normalizer.merge(state.critic_obs_stats,
-                                        normalizer.from_batch(traj.critic_obs.reshape(t * n, -1)))
+                                        normalizer.from_batch(traj.out.critic_obs.reshape(t * n, -1)))
 
         metrics: dict[str, Array] = {}
         reward = c.amp.task_weight * traj.reward if self.amp_enabled else traj.reward
         disc, disc_opt, replay = state.disc, state.disc_opt_state, state.replay
         if self.amp_enabled:
-            windows = traj.amp_window.reshape(t * n, -1)
+            windows = traj.out.amp_window.reshape(t * n, -1)
             if c.amp.normalization == "pooled":
                 filled = jnp.arange(replay.data.shape[0]) < replay.size
                 recent = normalizer.merge(normalizer.from_batch(replay.data, filled), normalizer.from_batch(windows))
@@ -260,12 +255,13 @@ class Trainer:
         reward_scaling = state.reward_scaling
         if c.ppo.reward_scaling:
             reward_scaling, reward = ppo.reward_scaling_update(reward_scaling, reward, traj.done, c.ppo.gamma)
-        advantage, returns = ppo.gae(reward, traj.value, traj.next_value, traj.terminated.astype(jnp.float32),
-                                     traj.done.astype(jnp.float32), c.ppo.gamma, c.ppo.lam)
+        advantage, returns = ppo.gae(reward, traj.aux.value, traj.out.next_value,
+                                     traj.out.terminated.astype(jnp.float32), traj.done.astype(jnp.float32),
+                                     c.ppo.gamma, c.ppo.lam)
         batch = ppo.flatten_time(ppo.Batch(
             obs=self._normalize(state.obs_stats, traj.obs),
-            critic_obs=self._normalize(state.critic_obs_stats, traj.critic_obs),
-            raw_action=traj.raw_action, log_prob=traj.log_prob, value=traj.value,
+            critic_obs=self._normalize(state.critic_obs_stats, traj.out.critic_obs),
+            raw_action=traj.aux.raw_action, log_prob=traj.aux.log_prob, value=traj.aux.value,
             advantage=advantage, returns=returns,
         ))
         entropy_coef = ppo.entropy_coef_schedule(state.iteration, c.ppo.entropy_coef, c.ppo.entropy_coef_final,
@@ -291,7 +287,7 @@ class Trainer:
             episode_return=jnp.sum(traj.finished_return) / jnp.maximum(finished, 1),
             episode_length=jnp.sum(traj.finished_length) / jnp.maximum(finished, 1),
             episodes_finished=finished.astype(jnp.float32),
-            falls=jnp.sum(traj.terminated).astype(jnp.float32),
+            falls=jnp.sum(traj.out.terminated).astype(jnp.float32),
             tracking_error=env_metrics["tracking_error"],
             task_reward=jnp.mean(traj.reward),
             command_level=level,

@@ -136,32 +136,6 @@ def rollout_queue(
     )
 
 
-def _evaluate_local(
-    env: Env,
-    act: ActFn,
-    init_carry: InitCarryFn,
-    candidate_fn: CandidateFn,
-    theta: PyTree,
-    key: PRNGKeyArray,
-    indices: PyTree,
-    horizon: int,
-    block: int | None,
-    queue: bool = False,
-) -> Outcome:
-    """`indices`: per-candidate inputs with leading axes [n_chunks, chunk]."""
-    if queue:
-        slots = jax.tree.leaves(indices)[0].shape[1]
-        flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), indices)
-        return rollout_queue(env, act, init_carry, candidate_fn, theta, key, flat, slots, horizon, block)
-
-    def eval_chunk(idx: PyTree) -> Outcome:
-        params, keys = jax.vmap(candidate_fn, in_axes=(None, 0, None))(theta, idx, key)
-        return rollout(env, act, init_carry, params, keys, horizon, block)
-
-    per_chunk = jax.lax.map(eval_chunk, indices)
-    return _flatten(per_chunk)
-
-
 def evaluate_population(
     env: Env,
     act: ActFn,
@@ -185,8 +159,8 @@ def evaluate_population(
     `candidates` (a pytree of arrays whose leading axis is the population) its slice of
     them. With `mesh` (one axis), the population is sharded across its devices, and so
     are `candidates`: each device receives only its own candidates' rows. With `queue`
-    (which needs `block`), each device runs its candidates as a work queue on `chunk / n_devices` slots (`rollout_queue`)
-    instead of chunk after chunk.
+    (which needs `block`), each device runs its candidates as a work queue on
+    `chunk / n_devices` slots (`rollout_queue`) instead of chunk after chunk.
     """
     if queue and block is None:
         raise ValueError("queue: the work queue refills slots at block boundaries and needs a block")
@@ -197,9 +171,22 @@ def evaluate_population(
         candidates = jnp.arange(population, dtype=jnp.int32)
     elif _length(candidates) != population:
         raise ValueError(f"candidates have {_length(candidates)} rows for a population of {population}")
+
+    def local(theta: PyTree, key: PRNGKeyArray, indices: PyTree) -> Outcome:
+        """One device's candidates; `indices` has leading axes [n_chunks, chunk]."""
+        if queue:
+            slots = jax.tree.leaves(indices)[0].shape[1]
+            flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), indices)
+            return rollout_queue(env, act, init_carry, candidate_fn, theta, key, flat, slots, horizon, block)
+
+        def eval_chunk(idx: PyTree) -> Outcome:
+            params, keys = jax.vmap(candidate_fn, in_axes=(None, 0, None))(theta, idx, key)
+            return rollout(env, act, init_carry, params, keys, horizon, block)
+
+        return _flatten(jax.lax.map(eval_chunk, indices))
+
     if mesh is None or mesh.size == 1:
-        indices = jax.tree.map(lambda x: x.reshape(n_chunks, chunk, *x.shape[1:]), candidates)
-        return _evaluate_local(env, act, init_carry, candidate_fn, theta, key, indices, horizon, block, queue)
+        return local(theta, key, jax.tree.map(lambda x: x.reshape(n_chunks, chunk, *x.shape[1:]), candidates))
 
     n_dev = mesh.size
     if chunk % n_dev:
@@ -209,8 +196,7 @@ def evaluate_population(
     indices = jax.tree.map(lambda x: x.reshape(n_dev, n_chunks, local_chunk, *x.shape[1:]), candidates)
 
     def per_device(theta, key, idx):
-        local = jax.tree.map(lambda x: x[0], idx)
-        out = _evaluate_local(env, act, init_carry, candidate_fn, theta, key, local, horizon, block, queue)
+        out = local(theta, key, jax.tree.map(lambda x: x[0], idx))
         return jax.tree.map(lambda x: x[None], out)
 
     sharded = sharding.per_device(per_device, mesh, (sharding.REPLICATED, sharding.REPLICATED, sharding.SPLIT),
