@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import types
@@ -86,6 +87,9 @@ def validate_run(config: ml_collections.ConfigDict) -> None:
                 "must be a positive integer or None (keep the profile's value)", value)
     if config.xml_path is not None:
         require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
+    number(config, "video_seconds", at_least=0.0)
+    require(math.isfinite(config.video_seconds), "video_seconds", "must be finite", config.video_seconds)
+    require(isinstance(config.tensorboard, bool), "tensorboard", "must be true or false", config.tensorboard)
     require(bool(config.results_dir), "results_dir", "must be a directory path", config.results_dir)
     require(config.run_name is None or bool(_RUN_NAME.match(config.run_name)), "run_name",
             "must be letters, digits, '.', '_' or '-' (no path separators)", config.run_name)

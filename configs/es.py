@@ -110,6 +110,11 @@ def get_config() -> ml_collections.ConfigDict:
     # Rank of the noise on matrix leaves; 0 is full rank.
     c.noise_rank = 0
 
+    # Seconds of the final policy rendered to videos/final.mp4 when the run ends; 0: none.
+    c.video_seconds = 10.0
+    # TensorBoard event files beside metrics.jsonl, same names (`tensorboard --logdir results`).
+    c.tensorboard = True
+
     # Orbax checkpoint every checkpoint_every iterations (and at exit); keep the last few.
     c.checkpoint_every = 10
     c.checkpoints_to_keep = 3

@@ -119,6 +119,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_seconds = 10.0
     c.eval_command = (0.5, 0.0, 0.0)
 
+    # Seconds of the final policy rendered to videos/final.mp4 when the run ends; 0: none.
+    c.video_seconds = 10.0
+    # TensorBoard event files beside metrics.jsonl, same names (`tensorboard --logdir results`).
+    c.tensorboard = True
+
     c.checkpoint_every = 100
     c.checkpoints_to_keep = 3
     c.results_dir = "results"
