@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -132,15 +133,23 @@ def clip_steps(seconds: float, control_dt: float) -> int:
 
 
 def record_clip(playback: Playback, key: PRNGKeyArray, path: str, stride: int | None = None) -> dict[str, Any]:
-    """Plays the policy for `playback.steps` steps of one env (episodes restart) into `path` as mp4."""
+    """Plays the policy for `playback.steps` steps of one env (episodes restart) into `path` as mp4.
+
+    Returns the clip's figures, with the seconds spent playing (compile included),
+    rendering and encoding.
+    """
     steps = playback.steps
     stride = stride or frame_stride(playback.control_dt)
-    trajectory = record_playback(playback, key)
-    qpos = np.asarray(jax.device_get(trajectory.qpos))[:, 0]
-    frames = render(playback.mj_model, qpos, stride=stride,
+    start = time.perf_counter()
+    trajectory = jax.device_get(record_playback(playback, key))
+    rendering = time.perf_counter()
+    frames = render(playback.mj_model, np.asarray(trajectory.qpos)[:, 0], stride=stride,
                     captions=[playback.caption] * steps if playback.caption else None)
+    encoding = time.perf_counter()
     fps = 1.0 / (playback.control_dt * stride)
     write_mp4(path, frames, fps)
-    done = np.asarray(trajectory.done)[:, 0]
+    done = time.perf_counter()
     return {"path": path, "frames": int(frames.shape[0]), "fps": fps, "seconds": steps * playback.control_dt,
-            "episodes_ended": int(done.sum()), "return": float(np.asarray(trajectory.reward).sum())}
+            "episodes_ended": int(np.asarray(trajectory.done)[:, 0].sum()),
+            "return": float(np.asarray(trajectory.reward).sum()), "play_seconds": rendering - start,
+            "render_seconds": encoding - rendering, "encode_seconds": done - encoding}
