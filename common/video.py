@@ -1,5 +1,7 @@
-"""Videos of a recorded trajectory: MuJoCo C renders the positions, ffmpeg encodes H.264.
+"""Videos of a policy: MJX plays it (`rollout.record`), MuJoCo C renders, ffmpeg encodes H.264.
 
+A pipeline hands over what a clip needs as a `Playback` (env, policy, parameters, the
+MuJoCo C model, control step, caption); `record_clip` plays, renders and writes it.
 Rendering is headless: `common` sets `MUJOCO_GL=egl` before MuJoCo is first imported
 (where the user has not set it), and a machine without a working EGL gets one line
 saying so and what to try, rather than a traceback from the GL context. The camera
@@ -30,8 +32,8 @@ from common.envs.base import Env
 from common.errors import UserError
 
 WIDTH, HEIGHT = 640, 480
-# Frames per second the stride aims under: the control rate or the largest divisor of
-# it that stays near this (66.7 Hz humanoid -> 33.3 fps, 50 Hz biped -> 25 fps).
+# The frame rate aimed at: the control rate divided by the whole number that comes
+# nearest this (66.7 Hz humanoid -> 33.3 fps, 50 Hz biped -> 25 fps).
 TARGET_FPS = 30.0
 
 
