@@ -30,7 +30,7 @@ FIGURES = ("episodes", "falls", "tracking_mae", "tracking_mae_instant", "mean_sp
            "energy_per_meter", "eval_return", "eval_length")
 
 
-def _run(args, timeout=300):
+def _run(args, timeout=900):
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -79,12 +79,16 @@ def test_training_ends_with_a_video_and_tensorboard_curves(run_dir):
     # video_seconds 0.5 at 50 Hz: 25 control steps, every second one shown (25 fps).
     frames = iio.imread(summary["video"])
     assert frames.shape == (13, 480, 640, 3)
-    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 0.5
+    # The robot moves: pixels that change by more than the encoder's noise (0.59% measured).
+    moved = np.abs(frames[0].astype(int) - frames[-1].astype(int)).max(-1) > 16
+    assert moved.mean() > 1e-3
     records = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
     events = EventAccumulator(run_dir)
     events.Reload()
-    logged = [(r["iteration"], r["eval_return"]) for r in records if "eval_return" in r]
-    assert [(e.step, e.value) for e in events.Scalars("eval_return")] == pytest.approx(logged)
+    logged = [r for r in records if "eval_return" in r]
+    scalars = events.Scalars("eval_return")
+    assert [e.step for e in scalars] == [r["iteration"] for r in logged]
+    assert [e.value for e in scalars] == pytest.approx([r["eval_return"] for r in logged], rel=1e-6)
     assert set(events.Tags()["scalars"]) >= {"episode_return", "disc_accuracy", "env_steps"}
 
 
