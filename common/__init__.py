@@ -16,6 +16,12 @@ _NO_DEADLOCK = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 if "xla_cpu_enable_concurrency_optimized_scheduler" not in _os.environ.get("XLA_FLAGS", ""):
     _os.environ["XLA_FLAGS"] = f"{_os.environ.get('XLA_FLAGS', '')} {_NO_DEADLOCK}".strip()
 
+# Videos render offscreen. MuJoCo picks its GL backend once, when first imported (just
+# below), and its Linux default (GLFW) needs a display; EGL needs none. A user's own
+# MUJOCO_GL (osmesa, glfw) is kept.
+if _os.uname().sysname == "Linux":
+    _os.environ.setdefault("MUJOCO_GL", "egl")
+
 # mujoco-mjx prints "Failed to import warp" to stdout on import wherever the optional
 # warp extra is absent (every CPU machine). Our tools print JSON lines on stdout, so
 # the import happens here once, with that text sent to the debug log instead.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import types
@@ -63,6 +64,33 @@ def number(config: ml_collections.ConfigDict, *fields: str, prefix: str = "", ab
         require(ok, prefix + f, rule, v)
 
 
+def run_fields() -> ml_collections.ConfigDict:
+    """The defaults of the fields every run has beside its pipeline's own, which
+    `validate_run` checks (loop lengths, evaluation and checkpoint cadence stay with the
+    pipeline: they differ between them)."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    # Also stop once this many env steps are done (after the iteration that crosses it,
+    # which is evaluated); 0 means no limit. Schedules still run over num_iterations.
+    c.max_env_steps = 0
+    # On the CPU backend, split the host into this many XLA devices, one per core (0
+    # keeps JAX's single CPU device; no effect on GPU).
+    c.cpu_devices = 0
+    # Orbax checkpoints kept (the latest ones).
+    c.checkpoints_to_keep = 3
+    # Seconds of the final policy rendered to videos/final.mp4 when the run ends; 0: none.
+    c.video_seconds = 10.0
+    # TensorBoard event files beside metrics.jsonl, same names (`tensorboard --logdir results`).
+    c.tensorboard = True
+    # Results go to results_dir/<experiment>/run_name/; None names the run after the
+    # config's hash. The same command with the same run name resumes the run.
+    c.results_dir = "results"
+    c.run_name = config_dict.placeholder(str)
+    # JAX persistent compilation cache; "" turns it off.
+    c.compile_cache_dir = "jax_compile_cache"
+    return c
+
+
 def validate_run(config: ml_collections.ConfigDict) -> None:
     """The rules of the fields every run has, whichever pipeline trains it.
 
@@ -86,6 +114,9 @@ def validate_run(config: ml_collections.ConfigDict) -> None:
                 "must be a positive integer or None (keep the profile's value)", value)
     if config.xml_path is not None:
         require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
+    number(config, "video_seconds", at_least=0.0)
+    require(math.isfinite(config.video_seconds), "video_seconds", "must be finite", config.video_seconds)
+    require(isinstance(config.tensorboard, bool), "tensorboard", "must be true or false", config.tensorboard)
     require(bool(config.results_dir), "results_dir", "must be a directory path", config.results_dir)
     require(config.run_name is None or bool(_RUN_NAME.match(config.run_name)), "run_name",
             "must be letters, digits, '.', '_' or '-' (no path separators)", config.run_name)

@@ -20,6 +20,7 @@ fields, plots, extra summary fields) comes in a `Pipeline`; this module imports 
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +31,7 @@ import ml_collections
 from absl import logging
 from jaxtyping import PRNGKeyArray
 
-from common import checkpoint, compile_cache, config as config_lib, launch, results, sharding
+from common import checkpoint, compile_cache, config as config_lib, launch, results, sharding, video
 
 Record = dict[str, Any]
 
@@ -79,6 +80,10 @@ class Pipeline:
     progress: Callable[[Record], str]
     # Writes the plots from the run's records at the end.
     plot: Callable[[results.RunDir, Trainer], None]
+    # `playback(trainer, state, seconds, command)`: the state's deterministic policy for a
+    # clip of `seconds` (the final video, `experiments.play`, the export check);
+    # `command` (vx, vy, wz) is for walkers, None meaning the run's own.
+    playback: Callable[[Trainer, Any, float, tuple[float, float, float] | None], video.Playback]
     # Renames or drops an evaluation's metrics on their way into a record; the result
     # must hold `eval_return`.
     eval_fields: Callable[[dict[str, float]], dict[str, float]] = _as_is
@@ -93,6 +98,8 @@ def _floats(tree: dict[str, Any]) -> dict[str, float]:
 
 def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]:
     """Trains (or resumes) the run that `config` names with `pipeline`; returns its summary."""
+    # Before JAX starts its threads: this forks git.
+    commit = launch.code_commit()
     launch.request_cpu_devices(config.cpu_devices)
     launch.maybe_initialize_distributed()
     pipeline.validate(config, jax.device_count())
@@ -103,7 +110,8 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     # Built first, so that input only the trainer can check never touches an existing run.
     trainer = pipeline.make_trainer(config, mesh)
     resolved = config_lib.to_dict(config)
-    run_dir = results.RunDir(config.results_dir, pipeline.experiment, results.run_name(resolved), resolved)
+    run_dir = results.RunDir(config.results_dir, pipeline.experiment, results.run_name(resolved), resolved,
+                             tensorboard=config.tensorboard)
     logging.info("results in %s", run_dir.path)
 
     state = trainer.init(jax.random.PRNGKey(config.seed))
@@ -180,8 +188,15 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
             ckpt.save(iteration, state)
         stopped_by = signal.Signals(stop.signal).name if stop.signal is not None else None
     ckpt.close()
+    run_dir.close()
 
     pipeline.plot(run_dir, trainer)
+    clip = None
+    # Not after a stop signal: Slurm's grace time is for the checkpoint, not for compiling.
+    if config.video_seconds > 0 and stopped_by is None:
+        clip = video.record_clip(pipeline.playback(trainer, state, config.video_seconds, None),
+                                 jax.random.PRNGKey(config.seed + 2), run_dir.sub(os.path.join("videos", "final.mp4")))
+        logging.info("video of the final policy: %s (%d frames)", clip["path"], clip["frames"])
     summary = {
         "best_eval_return": best_eval,
         "final_eval_return": None if last_eval is None else last_eval["eval_return"],
@@ -192,8 +207,10 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
         "compile_cache_hits": it_report.cache_hits + ev_report.cache_hits,
         "stopped_by_signal": stopped_by,
         "versions": launch.versions(),
+        "code_commit": commit,
         "devices": launch.device_summary()["devices"],
         "run_dir": run_dir.path,
+        "video": None if clip is None else clip["path"],
         **pipeline.summary_fields(run_dir.records, last_eval),
     }
     run_dir.write_summary(summary)

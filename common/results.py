@@ -6,7 +6,8 @@
     summary.json   final and best figures, versions, devices, wall time
     checkpoints/   orbax
     plots/         learning curves (PNG)
-    videos/        rollouts, where asked for
+    videos/        rollouts of the policy (final.mp4 at the end of training)
+    events.out.tfevents.*  TensorBoard scalars: every number of every record, by iteration
 
 Opening a directory made by a different config is refused before anything is written;
 the same config (up to `RESUMABLE_FIELDS`) reopens it for resuming.
@@ -22,11 +23,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
+from tensorboardX import SummaryWriter
 
 from common.config import ConfigError, fingerprint
 
 # Fields that may change between a run and its resumption.
-RESUMABLE_FIELDS = ("num_iterations", "results_dir", "run_name", "compile_cache_dir", "eval_every", "cpu_devices")
+RESUMABLE_FIELDS = ("num_iterations", "results_dir", "run_name", "compile_cache_dir", "eval_every", "cpu_devices",
+                    "video_seconds", "tensorboard")
 
 
 def run_name(config: dict[str, Any]) -> str:
@@ -53,9 +56,12 @@ def _finite_or_none(value: Any) -> Any:
 class RunDir:
     """One run's results directory."""
 
-    def __init__(self, results_dir: str, experiment: str, run_name: str, config: dict[str, Any]):
+    def __init__(self, results_dir: str, experiment: str, run_name: str, config: dict[str, Any],
+                 tensorboard: bool = False):
         self.path = os.path.join(results_dir, experiment, run_name)
         self.config = config
+        self._tensorboard = tensorboard
+        self._events: SummaryWriter | None = None
         config_path = os.path.join(self.path, "config.json")
         self.resumed = os.path.exists(config_path)
         if self.resumed:
@@ -107,6 +113,19 @@ class RunDir:
         self._records = [r for r in self._records if r.get("iteration", -1) <= iteration]
         self._index_columns()
         self._rewrite()
+        if self._tensorboard:
+            self.close()
+            # TensorBoard drops what earlier event files hold from the purge step on, so
+            # a resumed run's curves show the redone iterations once.
+            # The suffix keeps a resume within the same second from overwriting the first file.
+            self._events = SummaryWriter(self.path, purge_step=iteration + 1 if iteration >= 0 else None,
+                                         filename_suffix=f".from{iteration + 1}")
+
+    def close(self) -> None:
+        """Flushes and closes the TensorBoard writer (records themselves are always on disk)."""
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
     def _rewrite(self) -> None:
         tmp = self.sub("metrics.jsonl.tmp")
@@ -148,6 +167,14 @@ class RunDir:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        if self._tensorboard:
+            if self._events is None:
+                self._events = SummaryWriter(self.path)
+            step = int(record.get("iteration", len(self._records) - 1))
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "iteration":
+                    self._events.add_scalar(k, v, step)
+            self._events.flush()
         if new_columns or not os.path.exists(self.sub("metrics.csv")):
             self._write_csv()
         else:

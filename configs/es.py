@@ -12,7 +12,9 @@ from humanoid_es.config import TASK_EXCLUDE
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
+    # Seed, step budget, CPU devices, results, checkpoints kept, video, TensorBoard,
+    # compile cache: the fields every run has (common/config.py, run_fields).
+    c = config_lib.run_fields()
     # Task registered in common.envs.
     c.env = "humanoid"
     # Antithetic pairs per iteration; the population is 2 * pairs candidates.
@@ -30,10 +32,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.rollout_queue = False
     # ES iterations to run in total (a resumed run continues up to this number).
     c.num_iterations = 1000
-    # Also stop once this many env steps are done (after the iteration that crosses it,
-    # which is evaluated); 0 means no limit. Schedules still run over num_iterations.
-    c.max_env_steps = 0
-    c.seed = 0
     # Humanoid MJCF; None uses the one bundled in common/assets.
     c.xml_path = config_dict.placeholder(str)
     # Physics, at HumanoidConfig's defaults (common/envs/humanoid.py): `physics` "fast"
@@ -46,9 +44,6 @@ def get_config() -> ml_collections.ConfigDict:
     # The task itself (reward weights, termination, frame skip, contact geoms), every
     # field at HumanoidConfig's default, so config.json records each resolved value.
     c.task = config_lib.env_fields(HumanoidConfig, exclude=TASK_EXCLUDE)
-    # On the CPU backend, split the host into this many XLA devices, one per core, and
-    # shard the population over them (0 keeps JAX's single CPU device; no effect on GPU).
-    c.cpu_devices = 0
     # Evaluate the mean policy every `eval_every` iterations on `eval_episodes` episodes.
     c.eval_every = 10
     c.eval_episodes = 16
@@ -110,12 +105,6 @@ def get_config() -> ml_collections.ConfigDict:
     # Rank of the noise on matrix leaves; 0 is full rank.
     c.noise_rank = 0
 
-    # Orbax checkpoint every checkpoint_every iterations (and at exit); keep the last few.
+    # Orbax checkpoint every checkpoint_every iterations (and at exit).
     c.checkpoint_every = 10
-    c.checkpoints_to_keep = 3
-    # Results go to results_dir/es/run_name/; None names the run after the config's hash.
-    c.results_dir = "results"
-    c.run_name = config_dict.placeholder(str)
-    # JAX persistent compilation cache; "" turns it off.
-    c.compile_cache_dir = "jax_compile_cache"
     return c

@@ -14,5 +14,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.num_iterations = 5
     c.eval_every = 5
     c.eval_episodes = 4
+    c.video_seconds = 2.0
     c.results_dir = "test_results"
     return c

@@ -15,18 +15,14 @@ from ppo_amp.config import RANDOMIZE_RENAME, TASK_EXCLUDE
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0
+    # Seed, step budget, CPU devices, results, checkpoints kept, video, TensorBoard,
+    # compile cache: the fields every run has (common/config.py, run_fields).
+    c = config_lib.run_fields()
     # Parallel environments; the env axis is sharded over all devices.
     c.num_envs = 4096
     # Policy steps each env takes per iteration (50 Hz: 24 steps = 0.48 s).
     c.rollout_length = 24
     c.num_iterations = 3000
-    # Also stop once this many env steps are done (after the iteration that crosses it,
-    # which is evaluated); 0 means no limit. Schedules still run over num_iterations.
-    c.max_env_steps = 0
-    # Split the host CPU into this many XLA devices (0: JAX's default, one).
-    c.cpu_devices = 0
 
     # Robot and physics (common.envs.make("biped_walk") overrides). Every task default is
     # BipedWalkConfig's (common/envs/biped/config.py); a section holds all its fields, so
@@ -120,9 +116,4 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_command = (0.5, 0.0, 0.0)
 
     c.checkpoint_every = 100
-    c.checkpoints_to_keep = 3
-    c.results_dir = "results"
-    # Results go to results_dir/ppo_amp/run_name/; None names the run after the config's hash.
-    c.run_name = config_dict.placeholder(str)
-    c.compile_cache_dir = "jax_compile_cache"
     return c

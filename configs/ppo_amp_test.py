@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_episodes = 4
     c.eval_seconds = 1.0
     c.checkpoint_every = 2
+    c.video_seconds = 0.5
     c.results_dir = "test_results"
     c.run_name = "ppo_amp_test"
     return c

@@ -2,7 +2,7 @@
 
 ES's parts of the loop: the compile shape (population, chunk, parameter count), an
 iteration's line (training fitness, episode length, eval return), the learning curve
-(fitness and eval return), the reward terms and velocity plots, and `final_eval_length`
+(fitness and eval return), the reward terms and velocity plots, the policy for videos, and `final_eval_length`
 in the summary. Evaluation metrics go into the records under their own names.
 """
 
@@ -15,6 +15,7 @@ import jax
 import ml_collections
 
 from common import host_loop, results
+from common.config import ConfigError
 from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer
 
@@ -56,6 +57,12 @@ def _plot(run_dir: results.RunDir, trainer: Trainer) -> None:
                  title=f"ES {run_dir.path}: mean forward velocity (m/s)")
 
 
+def _playback(trainer: Trainer, state: Any, seconds: float, command: tuple[float, float, float] | None):
+    if command is not None:
+        raise ConfigError("--command: the humanoid takes no velocity command; only PPO+AMP runs do")
+    return trainer.playback(state, seconds)
+
+
 def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, Any]:
     del records
     return {"final_eval_length": None if last_eval is None else last_eval["eval_length"]}
@@ -69,5 +76,6 @@ PIPELINE = host_loop.Pipeline(
     banner=_banner,
     progress=_progress,
     plot=_plot,
+    playback=_playback,
     summary_fields=_summary_fields,
 )

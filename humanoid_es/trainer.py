@@ -25,7 +25,7 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from common import envs, normalizer, rollout, sharding
+from common import envs, normalizer, rollout, sharding, video
 from common.config import ConfigError
 from humanoid_es import config as es_config, es, policy, schedules, strategies
 
@@ -58,6 +58,15 @@ def episode_metrics(out: rollout.Outcome) -> dict[str, Float[Array, ""]]:
         elif name != "diverged":
             metrics[f"{name}_mean"] = jnp.mean(total / length)
     return metrics
+
+
+def _play_act(params: tuple[policy.Reservoir, normalizer.RunningStats], h, obs):
+    reservoir, stats = params
+    return reservoir(stats, h, obs)
+
+
+def _play_carry(params: tuple[policy.Reservoir, normalizer.RunningStats]):
+    return params[0].initial_state()
 
 
 class Trainer:
@@ -250,6 +259,14 @@ class Trainer:
             "eval_nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
             **{f"eval_{k}": v for k, v in episode_metrics(out).items()},
         }
+
+    def playback(self, state: TrainState, seconds: float) -> video.Playback:
+        """`seconds` of the noise-free policy of `state` with its normaliser, for clips and export."""
+        mj_model = self.env.config.load_mj_model()
+        dt = float(mj_model.opt.timestep) * self.env.config.frame_skip
+        return video.Playback(env=self.env, act=_play_act, init_carry=_play_carry,
+                              params=(self.policy(state), state.obs_stats), mj_model=mj_model, control_dt=dt,
+                              steps=video.clip_steps(seconds, dt))
 
     def eval_key(self, state: TrainState) -> PRNGKeyArray:
         """Evaluation episodes drawn apart from training ones, fixed per iteration."""

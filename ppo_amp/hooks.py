@@ -2,11 +2,11 @@
 
 PPO+AMP's parts of the loop: the compile shape (envs, rollout length, AMP on or off), an
 iteration's line (episode return and length, tracking error, discriminator accuracy,
-evaluated falls and tracking error), the return, tracking and discriminator plots, and
-`final_eval` and `late_disc_accuracy` in the summary. Evaluation metrics go into the
-records prefixed `eval_`. A resumed run continues exactly: the checkpoint holds
-networks, optimizers, discriminator, replay buffer, normalisers, reward scaling, every
-env's state and the curriculum level.
+evaluated falls and tracking error), the return, tracking and discriminator plots, the
+walker at a held command for videos, and `final_eval` and `late_disc_accuracy` in the
+summary. Evaluation metrics go into the records prefixed `eval_`. A resumed run
+continues exactly: the checkpoint holds networks, optimizers, discriminator, replay
+buffer, normalisers, reward scaling, every env's state and the curriculum level.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ PIPELINE = host_loop.Pipeline(
     banner=_banner,
     progress=_progress,
     plot=_plot,
+    playback=Trainer.playback,
     eval_fields=_eval_record,
     summary_fields=_summary_fields,
 )

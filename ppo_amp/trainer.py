@@ -18,7 +18,7 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from common import envs, normalizer, rollout, sharding
+from common import envs, normalizer, rollout, sharding, video
 from common.envs.base import State
 from ppo_amp import amp, amp_features, evaluate as evaluation, motion, motion_gen, networks, ppo, replay as replay_lib
 from ppo_amp import config as ppo_config
@@ -202,6 +202,21 @@ class Trainer:
         return run(nets, running, act_keys, reset_keys)
 
     # -- iteration ----------------------------------------------------------------
+
+    def _play_act(self, params: tuple[networks.Actor, normalizer.RunningStats], carry, obs):
+        actor, stats = params
+        return carry, actor.deterministic(self._normalize(stats, obs))
+
+    def playback(self, state: TrainState, seconds: float,
+                 command: tuple[float, float, float] | None = None) -> video.Playback:
+        """`seconds` of the deterministic walker of `state` at a held `command` (default the
+        run's `eval_command`) under nominal physics, for clips and export."""
+        vx, vy, wz = command = tuple(self.config.eval_command) if command is None else command
+        steps = video.clip_steps(seconds, self.env.dt)
+        env = self.make_eval_env(command, steps)
+        return video.Playback(env=env, act=self._play_act, init_carry=lambda _: (), params=(state.actor, state.obs_stats),
+                              mj_model=env.config.load_mj_model(), control_dt=env.dt, steps=steps,
+                              caption=f"command: vx {vx:+.2f} m/s, vy {vy:+.2f} m/s, yaw {wz:+.2f} rad/s")
 
     def eval_key(self, state: TrainState) -> PRNGKeyArray:
         """The evaluation episodes' key: the same every time, so evaluations compare policies."""

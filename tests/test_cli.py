@@ -1,5 +1,6 @@
 """Command lines: a mistyped field or flag is one line naming it, before JAX starts."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +8,8 @@ import sys
 import ml_collections
 import pytest
 
-from common import cli
+from common import cli, config as config_lib
+from configs import es_test
 from tests.conftest import REPO_ROOT
 
 
@@ -50,6 +52,25 @@ def _run(args, jax_platforms="no_such_platform"):
 ])
 def test_bad_command_line_is_one_line_before_jax(args, expected):
     assert expected in _run(args)
+
+
+@pytest.fixture(scope="module")
+def es_run_dir(tmp_path_factory):
+    """An ES run directory as training leaves it, minus a checkpoint's contents."""
+    path = tmp_path_factory.mktemp("runs") / "es" / "tiny"
+    (path / "checkpoints").mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config_lib.to_dict(es_test.get_config())))
+    return str(path)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("experiments.play", "--command=0.5,0,0"), "--command: only PPO+AMP runs take a velocity command"),
+    (("experiments.play", "--output=clip.gif"), "--output: must name an .mp4 file"),
+    (("experiments.play", "--physics=mjcf"), "--physics: an ES run needs a humanoid profile"),
+    (("experiments.export", "--observations=3"), "--observations: must be at least 16"),
+])
+def test_play_and_export_refuse_bad_input_in_one_line(es_run_dir, args, expected):
+    assert expected in _run((*args, f"--run={es_run_dir}"), jax_platforms=None)
 
 
 def test_no_tpu_probe_line():

@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from common import config as config_lib
 from common import results
@@ -42,6 +43,8 @@ def _config(**overrides):
         ({"max_env_steps": -5}, "max_env_steps"),
         ({"integrator": "semi-implicit"}, "integrator"),
         ({"contacts": "knees"}, "contacts"),
+        ({"video_seconds": -1.0}, "video_seconds"),
+        ({"video_seconds": float("inf")}, "video_seconds"),
     ],
 )
 def test_validation_names_the_field(overrides, field):
@@ -136,6 +139,37 @@ def test_metrics_csv_follows_new_columns(tmp_path):
     assert rows[0].split(",") == ["iteration", "x", "eval_return"]
     assert len(rows) == 3
     assert json.loads(open(run.sub("metrics.jsonl")).read().splitlines()[1])["eval_return"] is None
+
+
+def _scalars(path):
+    events = EventAccumulator(path)
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_tensorboard_reads_back_the_logged_values_once_after_a_resume(tmp_path):
+    run = results.RunDir(str(tmp_path), "es", "r", {"a": 1}, tensorboard=True)
+    run.truncate_after(-1)
+    for i in range(4):
+        run.log({"iteration": i, "env_steps": 100 * i, "fitness_mean": 0.5 * i, "note": "text", "eval_return": None})
+    run.close()
+    # Resumed from the checkpoint of iteration 1: iterations 2-3 are redone with new values.
+    again = results.RunDir(str(tmp_path), "es", "r", {"a": 1}, tensorboard=True)
+    again.truncate_after(1)
+    for i in (2, 3):
+        again.log({"iteration": i, "env_steps": 100 * i, "fitness_mean": -float(i)})
+    again.close()
+    scalars = _scalars(again.path)
+    assert set(scalars) == {"env_steps", "fitness_mean"}
+    assert scalars["fitness_mean"] == [(0, 0.0), (1, 0.5), (2, -2.0), (3, -3.0)]
+    assert [v for _, v in scalars["env_steps"]] == [0, 100, 200, 300]
+
+
+def test_tensorboard_off_writes_no_event_files(tmp_path):
+    run = results.RunDir(str(tmp_path), "es", "r", {"a": 1}, tensorboard=False)
+    run.truncate_after(-1)
+    run.log({"iteration": 0, "x": 1.0})
+    assert not [f for f in os.listdir(run.path) if f.startswith("events.out.tfevents")]
 
 
 def test_logging_cost_does_not_grow_with_the_run(tmp_path):

@@ -1,5 +1,6 @@
 """The ES trainer: resumed = uninterrupted, 4 devices = 1 device, and the CLI run end to end."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -7,12 +8,14 @@ import subprocess
 import sys
 import time
 
+import equinox as eqx
 import jax
 import numpy as np
 import pytest
 
-from common import checkpoint, sharding
+from common import checkpoint, normalizer, onnx_export, sharding, video
 from configs import es_test
+from humanoid_es import export as es_export
 from humanoid_es.trainer import Trainer
 from tests.conftest import REPO_ROOT
 
@@ -108,11 +111,52 @@ def test_sharded_over_four_devices_equals_one_device(trainer):
     assert float(b.obs_stats.count) == float(a.obs_stats.count)
 
 
+@pytest.fixture(scope="module")
+def played(trainer):
+    """A policy with trained-looking weights and statistics, played 4 steps in 2 envs."""
+    state = trainer.init(jax.random.PRNGKey(3))
+    state = eqx.tree_at(lambda s: s.theta, state, 0.05 * jax.random.normal(jax.random.PRNGKey(4), state.theta.shape))
+    playback = trainer.playback(state, seconds=4 * 0.015)
+    trajectory = video.record_playback(playback, jax.random.PRNGKey(11), batch=2)
+    stats = normalizer.from_batch(np.asarray(trajectory.obs).reshape(8, -1))
+    return state, playback, trajectory, eqx.tree_at(lambda s: s.obs_stats, state, stats)
+
+
+def test_recorded_play_is_the_evaluation_episode_until_its_first_reset(trainer, played):
+    """`rollout.record` (videos, export check) plays the policy `evaluate` scores."""
+    state, playback, trajectory, _ = played
+    assert playback.steps == 4 and playback.control_dt == pytest.approx(0.015)
+    key = jax.random.PRNGKey(11)
+    out = trainer.evaluate(state, key, episodes=2)
+    done = np.asarray(trajectory.done)
+    first = np.cumsum(done, axis=0) - done == 0  # steps up to and including the first episode end
+    returns = (np.asarray(trajectory.reward) * first).sum(axis=0)
+    np.testing.assert_allclose(returns.mean(), float(out["eval_return"]), rtol=1e-5)
+    np.testing.assert_allclose(first.sum(axis=0).mean(), float(out["eval_length"]), rtol=1e-6)
+    assert trajectory.obs.shape == (4, 2, 376) and trajectory.carry.shape == (4, 2, 16)
+
+
+@pytest.mark.parametrize("obs_norm, action_map", [("clip", "tanh"), ("ars", "clip")])
+def test_onnx_export_matches_the_reservoir(trainer, played, tmp_path, obs_norm, action_map):
+    """The graph with the normaliser folded in, on the policy's own observations and state."""
+    _, _, trajectory, state = played
+    reservoir = trainer.policy(state)
+    reservoir = dataclasses.replace(reservoir, config=dataclasses.replace(reservoir.config, obs_norm=obs_norm,
+                                                                          action_map=action_map))
+    g, inputs, outputs = es_export.graph(reservoir, state.obs_stats)
+    path = onnx_export.save(onnx_export.build(g, inputs, outputs, {"run_name": "x"}, "es"), str(tmp_path / "p.onnx"))
+    obs = np.asarray(trajectory.obs).reshape(8, -1)
+    h = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (8, 16)))
+    h_next, action = jax.vmap(reservoir, in_axes=(None, 0, 0))(state.obs_stats, h, obs)
+    assert onnx_export.verify(path, {"obs": obs, "h": h}, {"action": action, "h_next": h_next}) <= 1e-5
+    assert onnx_export.read_metadata(path) == {"run_name": "x"}
+
+
 def _cli(tmp_path, *flags):
     overrides = [f"--config.{k}={v!r}" if isinstance(v, tuple) else f"--config.{k}={v}" for k, v in TINY.items()]
     return [sys.executable, "-m", "experiments.es", "--config=configs/es_test.py", *overrides,
             f"--config.results_dir={tmp_path}/results", f"--config.compile_cache_dir={tmp_path}/cache",
-            "--config.run_name=cli", "--config.eval_every=2", *flags]
+            "--config.run_name=cli", "--config.eval_every=2", "--config.video_seconds=0", *flags]
 
 
 def test_cli_stops_on_sigusr1_then_resumes(tmp_path):

@@ -14,8 +14,12 @@ import shutil
 import subprocess
 import sys
 
+import imageio.v3 as iio
+import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from common import config as config_lib, onnx_export, results
 from tests.conftest import REPO_ROOT
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
@@ -26,7 +30,7 @@ FIGURES = ("episodes", "falls", "tracking_mae", "tracking_mae_instant", "mean_sp
            "energy_per_meter", "eval_return", "eval_length")
 
 
-def _run(args, timeout=300):
+def _run(args, timeout=900):
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -66,6 +70,68 @@ def test_evaluate_prints_one_line_of_sane_figures(run_dir):
     assert line["steps"] == 25 and line["seconds"] == pytest.approx(0.5)
     assert all(math.isfinite(line[k]) for k in FIGURES)
     assert 0 < line["eval_length"] <= 25 and line["mean_abs_torque"] > 0 and line["tracking_mae"] >= 0
+
+
+@pytest.mark.filterwarnings("ignore:os.fork")  # the ffmpeg decoder subprocess
+def test_training_ends_with_a_video_and_tensorboard_curves(run_dir):
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["video"] == os.path.join(run_dir, "videos", "final.mp4")
+    # video_seconds 0.5 at 50 Hz: 25 control steps, every second one shown (25 fps).
+    frames = iio.imread(summary["video"])
+    assert frames.shape == (13, 480, 640, 3)
+    # The robot moves: pixels that change by more than the encoder's noise (0.59% measured).
+    moved = np.abs(frames[0].astype(int) - frames[-1].astype(int)).max(-1) > 16
+    assert moved.mean() > 1e-3
+    records = [json.loads(l) for l in open(os.path.join(run_dir, "metrics.jsonl"))]
+    events = EventAccumulator(run_dir)
+    events.Reload()
+    logged = [r for r in records if "eval_return" in r]
+    scalars = events.Scalars("eval_return")
+    assert [e.step for e in scalars] == [r["iteration"] for r in logged]
+    assert [e.value for e in scalars] == pytest.approx([r["eval_return"] for r in logged], rel=1e-6)
+    assert set(events.Tags()["scalars"]) >= {"episode_return", "disc_accuracy", "env_steps"}
+
+
+@pytest.mark.filterwarnings("ignore:os.fork")
+def test_play_renders_the_walker_at_a_command(run_dir, tmp_path):
+    out = str(tmp_path / "walk.mp4")
+    proc = _run(["experiments.play", f"--run={run_dir}", "--seconds=0.5", "--command=0.3,0,0.2", f"--output={out}"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert line["path"] == out and line["frames"] == 13 and line["fps"] == pytest.approx(25.0)
+    assert line["command"] == [0.3, 0.0, 0.2] and line["iteration"] == 2
+    assert iio.imread(out).shape == (13, 480, 640, 3)
+    _one_error_line(_run(["experiments.play", f"--run={run_dir}", "--output=walk.avi"], timeout=60), "--output:", ".mp4")
+
+
+def test_export_matches_jax_and_carries_the_resolved_config(run_dir, tmp_path):
+    out = str(tmp_path / "policy.onnx")
+    proc = _run(["experiments.export", f"--run={run_dir}", f"--output={out}", "--observations=160"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert line["observations"] == 160 and line["inputs"] == {"obs": 45} and line["outputs"] == {"action": 12}
+    assert line["max_abs_error"] <= 1e-5 and line["random_max_abs_error"] <= 1e-5
+    assert 0 < line["latency_ms_p50"] <= line["latency_ms_p99"] < 5.0
+    meta = onnx_export.read_metadata(out)
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    task = config["task"]
+    assert [t["name"] for t in meta["obs_terms"]] == list(task["obs_terms"])
+    assert sum(t["size"] for t in meta["obs_terms"]) == 45
+    scales = {t["name"]: t["scale"] for t in meta["obs_terms"]}
+    assert scales["base_ang_vel"] == task["ang_vel_scale"] and scales["joint_vel"] == task["joint_vel_scale"]
+    assert meta["command_ranges"] == {"vx": task["command_vx"], "vy": task["command_vy"], "yaw_rate": task["command_yaw"]}
+    assert meta["control_dt"] == pytest.approx(0.005 * task["frame_skip"])
+    assert meta["run_name"] == "ppo_amp_test" and meta["iteration"] == 2
+    assert meta["config_hash"] == config_lib.fingerprint(config, results.RESUMABLE_FIELDS)
+    assert meta["code_commit"] == json.load(open(os.path.join(run_dir, "summary.json")))["code_commit"]
+    # The per-joint scale is the config's action_scale x effort / kp, at full precision.
+    np.testing.assert_allclose(meta["action_scale"],
+                               task["action_scale"] * np.asarray(meta["effort_limit"]) / np.asarray(meta["kp"]), rtol=1e-12)
+    assert len(meta["joint_names"]) == 12 and len(meta["default_joint_pos"]) == 12
+    inspect = _run(["experiments.export", f"--inspect={out}"], timeout=60)
+    assert inspect.returncode == 0 and json.loads(inspect.stdout) == meta
+    _one_error_line(_run(["experiments.export", f"--inspect={run_dir}/config.json"], timeout=60),
+                    "--inspect:", "not a readable ONNX model")
 
 
 @pytest.mark.parametrize("flags, needles", [

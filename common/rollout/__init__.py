@@ -8,6 +8,8 @@
   (perturbative ES) or a `[population, params]` array (evosax strategies).
 * Training (`training.auto_reset`): every env steps a fixed number of times and finished
   episodes restart (PPO+AMP's on-policy rollout).
+* Trajectory (`trajectory.record`): the same auto-reset play of one policy, recording
+  positions, observations, carries and actions per step (videos, the export check).
 
 Every shape (batch, horizon, chunk) is static.
 """
@@ -15,8 +17,9 @@ Every shape (batch, horizon, chunk) is static.
 from common.rollout.episodes import ActFn, EpisodeBatch, InitCarryFn, MeasureFn, Outcome, rollout, select
 from common.rollout.population import CandidateFn, evaluate_population, rollout_queue
 from common.rollout.training import Running, Step, auto_reset
+from common.rollout.trajectory import Trajectory, record
 
 __all__ = [
-    "ActFn", "CandidateFn", "EpisodeBatch", "InitCarryFn", "MeasureFn", "Outcome", "Running", "Step", "auto_reset",
-    "evaluate_population", "rollout", "rollout_queue", "select",
+    "ActFn", "CandidateFn", "EpisodeBatch", "InitCarryFn", "MeasureFn", "Outcome", "Running", "Step", "Trajectory",
+    "auto_reset", "evaluate_population", "record", "rollout", "rollout_queue", "select",
 ]

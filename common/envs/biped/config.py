@@ -25,6 +25,9 @@ OBS_TERM_SIZES = {
     "base_lin_vel": 3,  # base linear velocity, base frame, x lin_vel_scale (privileged by default)
 }
 
+# The config field each observation term is multiplied by (terms not named: 1).
+OBS_TERM_SCALE_FIELDS = {"base_ang_vel": "ang_vel_scale", "joint_vel": "joint_vel_scale", "base_lin_vel": "lin_vel_scale"}
+
 # The critic reads the actor's terms without noise, plus what a real robot cannot sense.
 PRIVILEGED_TERMS = ("base_lin_vel", "foot_contact", "base_height", "push_force", "friction")
 PRIVILEGED_SIZES = {"base_lin_vel": 3, "foot_contact": 2, "base_height": 1, "push_force": 3, "friction": 1}
@@ -158,6 +161,11 @@ class BipedWalkConfig:
     noise_gravity: float = 0.05
     noise_joint_pos: float = 0.01
     noise_joint_vel: float = 1.5
+
+    def obs_scale(self, term: str) -> float:
+        """The factor observation term `term` is multiplied by."""
+        field = OBS_TERM_SCALE_FIELDS.get(term)
+        return 1.0 if field is None else float(getattr(self, field))
 
     def load_mj_model(self) -> mujoco.MjModel:
         """The MuJoCo C model this config simulates (profile and overrides applied)."""

@@ -100,13 +100,13 @@ class BipedWalk(Env):
         c = self.config
         rot = quaternion.to_matrix(qpos[3:7])
         return {
-            "base_ang_vel": qvel[3:6] * c.ang_vel_scale,  # MuJoCo's free joint: already in the base frame
+            "base_ang_vel": qvel[3:6] * c.obs_scale("base_ang_vel"),  # MuJoCo's free joint: already in the base frame
             "projected_gravity": rot.T @ GRAVITY_DIR,
             "command": command,
             "joint_pos": qpos[7:] - self.statics.default_qpos[7:],
-            "joint_vel": qvel[6:] * c.joint_vel_scale,
+            "joint_vel": qvel[6:] * c.obs_scale("joint_vel"),
             "last_action": last_action,
-            "base_lin_vel": (rot.T @ qvel[:3]) * c.lin_vel_scale,
+            "base_lin_vel": (rot.T @ qvel[:3]) * c.obs_scale("base_lin_vel"),
         }
 
     def _observe(self, key, qpos, qvel, info) -> tuple[Float[Array, " obs"], Float[Array, " critic"]]:
