@@ -4,8 +4,9 @@ Every benchmark line is a `Job`: a function, its argument and the env steps one 
 runs. `measure` compiles the jitted ones through the persistent cache, then times all
 jitted jobs in turn, `repeats` rounds, and keeps each one's fastest call: interleaving
 makes a slow spell of the machine hit every line alike, so ratios between lines hold
-better than the rates themselves. Host jobs (MuJoCo C) are timed apart, after them. A job that names a baseline (an earlier job) gets
-`baseline`, `baseline_steps_per_s` and `ratio` = its rate / the baseline's.
+better than the rates themselves. Host jobs (MuJoCo C) are timed apart, after them. A
+job that names a baseline (an earlier job) gets `baseline`, `baseline_steps_per_s` and
+`ratio` = its rate / the baseline's.
 
 `physics_steps` and `env_steps` build the two baselines every config has: the bare MJX
 step and the env's own step, scanned over a horizon at a batch, split over the mesh.

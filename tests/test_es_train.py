@@ -138,10 +138,16 @@ def test_recorded_play_is_the_evaluation_episode_until_its_first_reset(trainer, 
     assert trajectory.obs.shape == (4, 2, 376) and trajectory.carry.shape == (4, 2, 16)
 
 
+@pytest.fixture(scope="module")
+def trained(trainer):
+    """The state after one iteration: a trained readout and the rollouts' observation statistics."""
+    return _run(trainer, trainer.init(jax.random.PRNGKey(3)), 1)[0]
+
+
 @pytest.mark.parametrize("obs_norm, action_map", [("clip", "tanh"), ("ars", "clip")])
-def test_onnx_export_matches_the_reservoir(trainer, tmp_path, obs_norm, action_map):
+def test_onnx_export_matches_the_reservoir(trainer, trained, tmp_path, obs_norm, action_map):
     """The graph with the normaliser folded in, on a trained state and observations at its statistics' scale."""
-    state, _ = _run(trainer, trainer.init(jax.random.PRNGKey(3)), 1)
+    state = trained
     reservoir = trainer.policy(state)
     reservoir = dataclasses.replace(reservoir, config=dataclasses.replace(reservoir.config, obs_norm=obs_norm,
                                                                           action_map=action_map))
