@@ -37,7 +37,8 @@ def run_name(config: dict[str, Any]) -> str:
     return config.get("run_name") or f"cfg-{fingerprint(config, RESUMABLE_FIELDS)}"
 
 
-def _atomic_write_json(path: str, obj: Any) -> None:
+def atomic_write_json(path: str, obj: Any) -> None:
+    """Writes `obj` as JSON to `path` through a temporary file: a reader never sees half of it."""
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, default=str)
@@ -81,7 +82,7 @@ class RunDir:
                 )
         for sub in ("checkpoints", "plots", "videos"):
             os.makedirs(os.path.join(self.path, sub), exist_ok=True)
-        _atomic_write_json(config_path, config)
+        atomic_write_json(config_path, config)
         self._records = self._read_records()
         self._index_columns()
 
@@ -182,7 +183,7 @@ class RunDir:
                 csv.DictWriter(f, fieldnames=self._columns()).writerow(record)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        _atomic_write_json(self.sub("summary.json"), {k: _finite_or_none(v) for k, v in summary.items()})
+        atomic_write_json(self.sub("summary.json"), {k: _finite_or_none(v) for k, v in summary.items()})
 
     def plot(self, x: str, ys: Sequence[str], filename: str, title: str = "",
              reference: tuple[str, Sequence[tuple[float, float]]] | None = None) -> str | None:
@@ -218,3 +219,25 @@ def plot_curves(series: dict[str, Sequence[tuple[float, float]]], path: str, xla
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
+
+
+def plot_bars(panels: dict[str, dict[str, float | None]], path: str, title: str = "",
+              targets: dict[str, float] | None = None) -> None:
+    """Writes a PNG with one bar panel per figure (`{panel: {bar label: value}}`; None
+    draws no bar) and a dashed line at a panel's value in `targets`."""
+    fig = Figure(figsize=(3.2 * len(panels), 4), dpi=120)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, bars) in zip(axes, panels.items()):
+        labels = list(bars)
+        ax.bar(range(len(labels)), [0.0 if v is None else v for v in bars.values()], color="tab:blue")
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+        if targets and name in targets:
+            ax.axhline(targets[name], color="k", linestyle="--", linewidth=1)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp)
+    os.replace(tmp, path)

@@ -23,11 +23,10 @@ import os
 import time
 from collections.abc import Sequence
 
-import gymnasium
 import numpy as np
 from absl import flags
 
-from common import cli
+from common import cli, gymnasium_episodes
 
 _BUDGET = flags.DEFINE_float("budget", 5e6, "Training env steps.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of directions and episodes.")
@@ -47,24 +46,20 @@ _ENV = None
 def _env():
     global _ENV  # one env per worker process, built on first use
     if _ENV is None:
-        _ENV = gymnasium.make("Humanoid-v4")
+        _ENV = gymnasium_episodes.make()
     return _ENV
 
 
 def episode(weights: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, seed: int, shift: float):
     """One episode of a = W (s - mean) / std; returns (return, steps, sum s, sum s^2)."""
-    env = _env()
-    obs, _ = env.reset(seed=seed)
-    total, steps = 0.0, 0
     s1, s2 = np.zeros_like(mean), np.zeros_like(mean)
-    done = False
-    while not done:
-        s1 += obs
-        s2 += obs * obs
-        obs, reward, terminated, truncated, _ = env.step(weights @ ((obs - mean) * inv_std))
-        total += reward - shift
-        steps += 1
-        done = terminated or truncated
+
+    def act(obs):
+        s1[:] += obs
+        s2[:] += obs * obs
+        return weights @ ((obs - mean) * inv_std)
+
+    total, steps = gymnasium_episodes.episode(_env(), act, seed, shift)
     return total, steps, s1, s2
 
 

@@ -21,6 +21,11 @@ policy steps) under nominal physics, with `--episodes` defaulting to the run's
 `eval_return`, `eval_length` (defined in ppo_amp/evaluate.py) and `run`, `iteration`,
 `physics`, `command`, `seconds`, `steps`.
 
+`--suite=robustness` (PPO+AMP runs) runs the scenarios of ppo_amp/robustness.py at the
+command (`--episodes` each, default 20; `--seconds` each, default 30; the 50 m walk as long
+as it takes at the command, +20%) in two compiled programs, prints one JSON line per
+scenario and writes `<run>/robustness.json` and `<run>/plots/robustness.png`.
+
 Bad input (a malformed flag, a folder that is not a run, a run with no checkpoint)
 ends with one line on stderr and exit status 2.
 """
@@ -29,23 +34,33 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 from absl import flags
 
-from common import cli
+from common import cli, results
 from common.config import ConfigError
 from experiments import saved_run
+from ppo_amp import robustness
 
 _RUN = flags.DEFINE_string("run", None, "Run directory: results_dir/<experiment>/<run_name>.", required=True)
 _PHYSICS = flags.DEFINE_string("physics", None, "Physics profile to evaluate under; default: the run's.")
 _EPISODES = flags.DEFINE_integer("episodes", None, "Episodes to roll out; default 10 (ES), eval_episodes (PPO+AMP).")
 _SEED = flags.DEFINE_integer("seed", 12345, "Seed of the evaluation episodes.")
 _COMMAND = flags.DEFINE_string("command", None, "PPO+AMP: 'vx,vy,wz' to walk at; default: the run's eval_command.")
-_SECONDS = flags.DEFINE_float("seconds", None, "PPO+AMP: seconds per episode; default: the run's eval_seconds.")
+_SECONDS = flags.DEFINE_float("seconds", None, "PPO+AMP: seconds per episode; default: the run's eval_seconds "
+                               "(the robustness suite: 30).")
+_SUITE = flags.DEFINE_enum("suite", None, ["robustness"], "PPO+AMP: run a suite of scenarios instead.")
 
 _ES_EPISODES = 10
+_SUITE_EPISODES = 20
+_SUITE_SECONDS = 30.0
+# Lines drawn on the suite's chart: the robot plan's targets.
+_SUITE_TARGETS = {"success rate": 0.7, "distance (m)": 10.0, "mean power (W)": 30.0}
 
 
 def _evaluate_es(run: saved_run.SavedRun) -> dict:
@@ -77,6 +92,42 @@ def _evaluate_ppo_amp(run: saved_run.SavedRun, command) -> dict:
             "seconds": steps * trainer.env.dt, "steps": steps, **figures}
 
 
+def _robustness(run: saved_run.SavedRun, command) -> list[dict]:
+    config = run.config
+    command = tuple(float(v) for v in config.eval_command) if command is None else command
+    seconds = _SUITE_SECONDS if _SECONDS.value is None else _SECONDS.value
+    episodes = _SUITE_EPISODES if _EPISODES.value is None else _EPISODES.value
+    trainer, state = saved_run.restore(run)
+    dt = trainer.env.dt
+    try:
+        walk_steps = robustness.walk_steps(command, dt)
+    except ValueError as e:
+        raise ConfigError(f"--command: {e}") from None
+    suite = eqx.filter_jit(robustness.episode_sums)
+    keys = jax.random.split(jax.random.PRNGKey(_SEED.value), (len(robustness.SCENARIOS), episodes))
+    sums = {}
+    # Two programs: every scenario but the walk at `--seconds`, and the 50 m walk.
+    for long in (False, True):
+        idx = [i for i, s in enumerate(robustness.SCENARIOS) if (s.walk_distance is not None) == long]
+        steps = walk_steps if long else max(1, round(seconds / dt))
+        walk = trainer.make_eval_env(command, steps, **robustness.env_overrides(dt))
+        specs = tuple(robustness.SCENARIOS[i] for i in idx)
+        out = suite(walk, robustness.stack(specs, walk.nominal_friction), state.actor, state.obs_stats,
+                    keys[jnp.asarray(idx)], steps=steps, obs_clip=float(config.ppo.obs_clip))
+        for line in robustness.summarize(out, specs, dt):
+            sums[line["scenario"]] = line
+    lines = [{"run": run.path, "iteration": int(state.iteration), "physics": run.physics, "command": list(command),
+              **sums[s.name]} for s in robustness.SCENARIOS]
+    results.atomic_write_json(os.path.join(run.path, "robustness.json"), lines)
+    os.makedirs(os.path.join(run.path, "plots"), exist_ok=True)
+    panels = {"success rate": {l["scenario"]: l["success_rate"] for l in lines},
+              "distance (m)": {l["scenario"]: l["distance_m"] for l in lines},
+              "mean power (W)": {l["scenario"]: l["mean_power_w"] for l in lines}}
+    results.plot_bars(panels, os.path.join(run.path, "plots", "robustness.png"), targets=_SUITE_TARGETS,
+                      title=f"{os.path.basename(run.path)} iteration {int(state.iteration)}, command {list(command)}")
+    return lines
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     # The flags' own syntax first: a typo costs no model build.
@@ -86,6 +137,12 @@ def main(argv: Sequence[str]) -> None:
     if _EPISODES.value is not None and _EPISODES.value < 1:
         raise ConfigError(f"--episodes: must be a positive integer, got {_EPISODES.value}")
     run = saved_run.open_run(_RUN.value, _PHYSICS.value)
+    if _SUITE.value is not None:
+        if not run.is_walker:
+            raise ConfigError(f"--suite: the robustness suite is for PPO+AMP runs; {run.path!r} is an ES run")
+        for line in _robustness(run, command):
+            print(json.dumps(line), flush=True)
+        return
     line = _evaluate_ppo_amp(run, command) if run.is_walker else _evaluate_es(run)
     print(json.dumps(line), flush=True)
 

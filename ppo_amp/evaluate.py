@@ -19,9 +19,11 @@ frozen from then on and counted in `falls`. Figures (all means over the episodes
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from common import normalizer, quaternion, rollout
 from common.envs.base import State
@@ -39,12 +41,14 @@ def episode_sums(
     obs_clip: float,
     warmup_steps: int = 50,
     window_steps: int = 25,
+    extra: Callable[[State, State, Bool[Array, " episodes"]], dict[str, Array]] | None = None,
 ) -> dict[str, Float[Array, " episodes"]]:
     """Rolls `len(keys)` episodes of the deterministic policy; per-episode sums for `summarize`.
 
     `env` must be built with `fixed_command` set and (for nominal physics)
     `randomize=False`. Episodes are independent, so a batch may be split over devices
-    and the sums concatenated.
+    and the sums concatenated. `extra(state, next_state, alive)` adds per-step figures of
+    the caller's (masked by the caller) to the sums.
     """
     if env.config.fixed_command is None:
         raise ValueError("evaluate: build the env with fixed_command=(vx, vy, yaw rate)")
@@ -77,6 +81,8 @@ def episode_sums(
             # At most once per episode: the member is frozen after its last step.
             "fell": f(alive & nxt.info["terminated"], 1.0),
         }
+        if extra is not None:
+            add.update(extra(s, nxt, alive))
         return jnp.where(alive[:, None, None], ring, velocity_ring), add
 
     out = rollout.rollout(env, act, lambda _: (), None, keys, steps, measure=measure,

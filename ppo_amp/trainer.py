@@ -103,9 +103,10 @@ class Trainer:
         self.tracking_weight = weights.get("tracking_lin_vel", 0.0) * self.env.dt
 
     def make_eval_env(self, command: tuple[float, float, float], steps: int, **env_overrides):
-        """The task at a fixed command under nominal physics (no randomisation, pushes or noise)."""
-        overrides = ppo_config.env_overrides(self.config) | env_overrides
-        overrides.update(fixed_command=tuple(float(v) for v in command), randomize=False, episode_length=steps)
+        """The task at a fixed command for `steps` steps, under nominal physics (no
+        randomisation, pushes or noise) unless `env_overrides` turn `randomize` on."""
+        overrides = ppo_config.env_overrides(self.config) | {"randomize": False} | env_overrides
+        overrides.update(fixed_command=tuple(float(v) for v in command), episode_length=steps)
         return envs.make(ppo_config.ENV, **overrides)
 
     # -- sharding -----------------------------------------------------------------

@@ -68,8 +68,11 @@ def es_run_dir(tmp_path_factory):
     (("experiments.play", "--output=clip.gif"), "--output: must name an .mp4 file"),
     (("experiments.play", "--physics=mjcf"), "--physics: an ES run needs a humanoid profile"),
     (("experiments.export", "--observations=3"), "--observations: must be at least 16"),
+    (("experiments.sim2sim",), "--gymnasium: an ES run is checked in Gymnasium's Humanoid-v4"),
+    (("experiments.sim2sim", "--gymnasium"), "does not exist; write it with `python -m experiments.export"),
+    (("experiments.evaluate", "--suite=robustness"), "--suite: the robustness suite is for PPO+AMP runs"),
 ])
-def test_play_and_export_refuse_bad_input_in_one_line(es_run_dir, args, expected):
+def test_run_commands_refuse_bad_input_in_one_line(es_run_dir, args, expected):
     assert expected in _run((*args, f"--run={es_run_dir}"), jax_platforms=None)
 
 

@@ -65,7 +65,7 @@ DEFAULT_REWARD_SCALES = (
 # training config keeps in its own section.
 RANDOMIZE_FIELDS = (
     "randomize", "friction_range", "mass_scale_range", "damping_scale_range", "latency_steps", "push_force_range",
-    "push_interval_steps", "push_duration_steps", "obs_noise_scale", "noise_ang_vel", "noise_gravity",
+    "push_interval_steps", "push_duration_steps", "push_direction", "obs_noise_scale", "noise_ang_vel", "noise_gravity",
     "noise_joint_pos", "noise_joint_vel",
 )
 
@@ -154,6 +154,8 @@ class BipedWalkConfig:
     push_force_range: tuple[float, float] = (5.0, 50.0)
     push_interval_steps: tuple[int, int] = (150, 400)
     push_duration_steps: int = 5
+    # "any": a horizontal direction drawn uniformly; "lateral": to the base's left or right.
+    push_direction: str = "any"
     # Observation noise: uniform +-level x obs_noise_scale, in the term's own units
     # (before its scale factor).
     obs_noise_scale: float = 1.0
@@ -235,6 +237,8 @@ def validate(c: BipedWalkConfig) -> None:
     for name in ("action_scale", "tracking_sigma", "max_tilt", "max_qvel", "max_contact_force"):
         if not getattr(c, name) > 0:
             raise ValueError(f"{name}: must be > 0, got {getattr(c, name)!r}")
+    if c.push_direction not in ("any", "lateral"):
+        raise ValueError(f"push_direction: must be 'any' or 'lateral', got {c.push_direction!r}")
     if not 0.0 <= c.command_zero_prob <= 1.0:
         raise ValueError(f"command_zero_prob: must be in [0, 1], got {c.command_zero_prob!r}")
     if not 0.0 < c.soft_joint_limit <= 1.0:

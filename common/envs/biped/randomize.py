@@ -1,9 +1,11 @@
 """Domain randomisation of the biped task, drawn per episode inside the jitted step.
 
-Physics parameters (floor friction, link masses, joint damping) live in the episode's
-`Randomization` and are written into the MJX model on every step, so a vmapped batch
-simulates a different robot per member without rebuilding anything. Action latency is a
-ring of recent actions; pushes are a timed external force on the base.
+Physics parameters (floor friction, link masses, joint damping, motor effort limits)
+live in the episode's `Randomization` and are written into the MJX model on every step,
+so a vmapped batch simulates a different robot per member without rebuilding anything.
+Action latency is a ring of recent actions; pushes are a timed external force on the
+base. The same record also scales the episode's observation noise and push force, so an
+evaluation can set every one of them per episode (`ppo_amp.robustness`) in one program.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ class Randomization(eqx.Module):
     mass_scale: Float[Array, " nbody"]
     damping_scale: Float[Array, " nv"]
     latency: Int[Array, ""]
+    # Multipliers of the actuators' effort limits, of the config's observation noise
+    # levels and of its push force (training draws 1, 1, 1).
+    effort_scale: Float[Array, ""]
+    noise_scale: Float[Array, ""]
+    push_scale: Float[Array, ""]
 
 
 def _uniform(key: PRNGKeyArray, bounds: tuple[float, float], shape=()) -> Array:
@@ -38,6 +45,9 @@ def draw(key: PRNGKeyArray, c: BipedWalkConfig, nbody: int, nv: int, nominal_fri
             mass_scale=jnp.ones((nbody,)),
             damping_scale=jnp.ones((nv,)),
             latency=jnp.zeros((), jnp.int32),
+            effort_scale=jnp.ones(()),
+            noise_scale=jnp.ones(()),
+            push_scale=jnp.ones(()),
         )
     k_f, k_m, k_d, k_l = jax.random.split(key, 4)
     # The free joint's six dofs have no damping to scale; their entries are harmless.
@@ -46,11 +56,14 @@ def draw(key: PRNGKeyArray, c: BipedWalkConfig, nbody: int, nv: int, nominal_fri
         mass_scale=_uniform(k_m, c.mass_scale_range, (nbody,)),
         damping_scale=_uniform(k_d, c.damping_scale_range, (nv,)),
         latency=jax.random.randint(k_l, (), c.latency_steps[0], c.latency_steps[1] + 1),
+        effort_scale=jnp.ones(()),
+        noise_scale=jnp.ones(()),
+        push_scale=jnp.ones(()),
     )
 
 
 def apply(model: mjx.Model, r: Randomization) -> mjx.Model:
-    """The nominal `model` with this episode's friction, masses and damping.
+    """The nominal `model` with this episode's friction, masses, damping and effort limits.
 
     Inertias scale with their body's mass (a uniformly denser link). Friction replaces
     the sliding coefficient of every explicit contact pair and of every geom, which
@@ -61,6 +74,7 @@ def apply(model: mjx.Model, r: Randomization) -> mjx.Model:
         body_mass=model.body_mass * r.mass_scale,
         body_inertia=model.body_inertia * r.mass_scale[:, None],
         dof_damping=model.dof_damping * r.damping_scale,
+        actuator_forcerange=model.actuator_forcerange * r.effort_scale,
         geom_friction=model.geom_friction.at[:, 0].set(r.friction),
         pair_friction=pair_friction,
     )
@@ -95,19 +109,25 @@ def push_init(key: PRNGKeyArray, c: BipedWalkConfig) -> Push:
     )
 
 
-def push_advance(key: PRNGKeyArray, c: BipedWalkConfig, p: Push) -> Push:
+def push_advance(key: PRNGKeyArray, c: BipedWalkConfig, p: Push, scale: Float[Array, ""] | float = 1.0,
+                 heading: Float[Array, ""] | float = 0.0) -> Push:
     """One policy step of the push schedule: wait `countdown` steps, then push for a while.
 
-    The magnitude is uniform in `push_force_range`, the direction uniform in the
-    horizontal plane; a new wait is drawn when a push starts.
+    The magnitude is `scale` x uniform in `push_force_range`; the direction is uniform
+    in the horizontal plane (`push_direction="any"`), or to the left or right of the
+    base's `heading` (yaw, rad) at the push's start (`"lateral"`). A new wait is drawn
+    when a push starts.
     """
     if not c.randomize or c.push_duration_steps == 0 or c.push_force_range[1] <= 0.0:
         return p
     k_mag, k_dir, k_wait = jax.random.split(key, 3)
     countdown = p.countdown - 1
     start = countdown <= 0
-    angle = jax.random.uniform(k_dir, (), minval=-jnp.pi, maxval=jnp.pi)
-    magnitude = _uniform(k_mag, c.push_force_range)
+    if c.push_direction == "lateral":
+        angle = heading + jnp.where(jax.random.bernoulli(k_dir), 0.5, -0.5) * jnp.pi
+    else:
+        angle = jax.random.uniform(k_dir, (), minval=-jnp.pi, maxval=jnp.pi)
+    magnitude = scale * _uniform(k_mag, c.push_force_range)
     new_force = magnitude * jnp.stack([jnp.cos(angle), jnp.sin(angle), 0.0])
     lo, hi = c.push_interval_steps
     remaining = jnp.where(start, c.push_duration_steps, jnp.maximum(p.remaining - 1, 0))
@@ -117,7 +137,8 @@ def push_advance(key: PRNGKeyArray, c: BipedWalkConfig, p: Push) -> Push:
 
 
 def obs_noise_levels(c: BipedWalkConfig) -> dict[str, float]:
-    """Uniform noise half-widths per observation term, in the observation's own scale."""
+    """Uniform noise half-widths per observation term, in the observation's own scale
+    (times the episode's `Randomization.noise_scale`)."""
     if not c.randomize:
         return {}
     s = c.obs_noise_scale

@@ -115,7 +115,8 @@ class BipedWalk(Env):
         levels = randomize.obs_noise_levels(c)
         keys = jax.random.split(key, len(c.obs_terms))
         noisy = [
-            terms[t] + (jax.random.uniform(k, terms[t].shape, minval=-1.0, maxval=1.0) * levels[t] if t in levels else 0.0)
+            terms[t] + (jax.random.uniform(k, terms[t].shape, minval=-1.0, maxval=1.0) * levels[t]
+                        * info["randomization"].noise_scale if t in levels else 0.0)
             for k, t in zip(keys, c.obs_terms)
         ]
         privileged = {
@@ -130,7 +131,10 @@ class BipedWalk(Env):
 
     # -- reset and step -------------------------------------------------------------
 
-    def reset(self, key: PRNGKeyArray, command_level: float | Float[Array, ""] = 1.0) -> State:
+    def reset(self, key: PRNGKeyArray, command_level: float | Float[Array, ""] = 1.0,
+              randomization: randomize.Randomization | None = None) -> State:
+        """A standing start; the episode's physics drawn from the config's ranges, or
+        `randomization` as given (applied only where `config.randomize` is on)."""
         c = self.config
         k_joint, k_yaw, k_rand, k_cmd, k_timer, k_push, k_obs, k_rng = jax.random.split(key, 8)
         qpos = self.statics.default_qpos
@@ -151,7 +155,8 @@ class BipedWalk(Env):
             "command_timer": self._command_timer(k_timer),
             "last_action": jnp.zeros((self.model.nu,)),
             "action_buffer": jnp.zeros((slots, self.model.nu)),
-            "randomization": randomize.draw(k_rand, c, self.model.nbody, self.model.nv, self.nominal_friction),
+            "randomization": (randomize.draw(k_rand, c, self.model.nbody, self.model.nv, self.nominal_friction)
+                              if randomization is None else randomization),
             "push": randomize.push_init(k_push, c),
             "feet_air_time": jnp.zeros((2,)),
             "last_contact": jnp.zeros((2,), bool),
@@ -183,7 +188,8 @@ class BipedWalk(Env):
         buffer, delayed = randomize.delay(info["action_buffer"], action, r.latency)
         target = self.statics.default_ctrl + self.statics.action_scale * delayed
         ctrl = jnp.clip(target, self.statics.ctrl_low, self.statics.ctrl_high)
-        push = randomize.push_advance(k_push, c, info["push"])
+        heading = quaternion.yaw(state.data.qpos[3:7])
+        push = randomize.push_advance(k_push, c, info["push"], r.push_scale, heading)
         force = jnp.where(push.remaining > 0, push.force, 0.0)
         data = state.data.replace(xfrc_applied=state.data.xfrc_applied.at[self.base_body, :3].set(force))
         model = randomize.apply(self.model, r) if c.randomize else self.model
