@@ -106,15 +106,16 @@ class Scenario(eqx.Module):
             push_scale=jnp.asarray(1.0 if spec.push else 0.0, jnp.float32),
             latency=jnp.asarray(spec.latency_steps, jnp.int32))
 
-    def draw(self, key: PRNGKeyArray, nbody: int, nv: int, base_body: int) -> randomize.Randomization:
-        """One episode's physics under this scenario."""
+    def draw(self, key: PRNGKeyArray, nbody: int, nv: int,
+             base_body: int) -> tuple[randomize.Randomization, randomize.Stress]:
+        """One episode's physics and stresses under this scenario."""
         k_f, k_m = jax.random.split(key)
         friction = jax.random.uniform(k_f, (), minval=self.friction[0], maxval=self.friction[1])
         mass = jax.random.uniform(k_m, (nbody,), minval=self.mass_scale[0], maxval=self.mass_scale[1])
-        return randomize.Randomization(
-            friction=friction, mass_scale=mass.at[base_body].multiply(self.torso_mass_scale),
-            damping_scale=jnp.ones((nv,)), latency=self.latency, effort_scale=self.effort_scale,
-            noise_scale=self.noise_scale, push_scale=self.push_scale)
+        physics = randomize.Randomization(friction=friction, mass_scale=mass.at[base_body].multiply(self.torso_mass_scale),
+                                          damping_scale=jnp.ones((nv,)), latency=self.latency)
+        return physics, randomize.Stress(effort_scale=self.effort_scale, noise_scale=self.noise_scale,
+                                         push_scale=self.push_scale)
 
 
 def stack(specs: tuple[Spec, ...], nominal_friction: float) -> Scenario:
@@ -147,8 +148,8 @@ class StressedWalk(Env):
     def reset(self, key: PRNGKeyArray) -> State:
         k_reset, k_draw = jax.random.split(key)
         m = self.walk.model
-        r = self.scenario.draw(k_draw, m.nbody, m.nv, self.walk.base_body)
-        return self.walk.reset(k_reset, randomization=r)
+        physics, stress = self.scenario.draw(k_draw, m.nbody, m.nv, self.walk.base_body)
+        return self.walk.reset(k_reset, randomization=physics, stress=stress)
 
     def step(self, state: State, action: Float[Array, " act"]) -> State:
         return self.walk.step(state, action)

@@ -40,7 +40,8 @@ def recorded(walk):
                        "ctrl": n.data.ctrl, "push": n.data.xfrc_applied[walk.base_body, :3]}
 
         start = env.reset(key)
-        return start.info["randomization"], jax.lax.scan(body, start, jnp.arange(STEPS, dtype=jnp.float32))[1]
+        draw = (start.info["randomization"], start.info["stress"])
+        return draw, jax.lax.scan(body, start, jnp.arange(STEPS, dtype=jnp.float32))[1]
 
     keys = jax.random.split(jax.random.PRNGKey(0), len(SPECS))
     return jax.device_get(jax.jit(jax.vmap(one))(scenarios, keys))
@@ -54,7 +55,7 @@ def test_each_scenario_draws_what_it_claims_and_nothing_else(recorded, walk):
     draws, _ = recorded
     nominal = _row(draws, NAMES.index("nominal"))
     base = walk.base_body
-    claims = {  # the Randomization fields each scenario may change
+    claims = {  # the Randomization and Stress fields each scenario may change
         "nominal": set(), "walk_50m": set(), "friction": {"friction"}, "icy": {"friction"},
         "push": {"push_scale"}, "mass": {"mass_scale"}, "payload": {"mass_scale"}, "weak_motors": {"effort_scale"},
         "noise_x3": {"noise_scale"}, "latency_3": {"latency"},
@@ -62,23 +63,24 @@ def test_each_scenario_draws_what_it_claims_and_nothing_else(recorded, walk):
     }
     assert set(claims) == set(NAMES)
     for i, spec in enumerate(SPECS):
-        r = _row(draws, i)
-        changed = {f.name for f in dataclasses.fields(r) if not np.array_equal(getattr(r, f.name), getattr(nominal, f.name))}
+        changed = {f.name for a, b in zip(_row(draws, i), nominal) for f in dataclasses.fields(a)
+                   if not np.array_equal(getattr(a, f.name), getattr(b, f.name))}
         assert changed == claims[spec.name], spec.name
-    r = lambda name: _row(draws, NAMES.index(name))
-    assert float(nominal.friction) == pytest.approx(walk.nominal_friction) and float(nominal.noise_scale) == 0.0
-    assert float(r("icy").friction) == pytest.approx(0.3) and 0.4 <= float(r("friction").friction) <= 1.25
-    mass = r("mass").mass_scale
+    physics = lambda name: _row(draws, NAMES.index(name))[0]
+    stress = lambda name: _row(draws, NAMES.index(name))[1]
+    assert float(nominal[0].friction) == pytest.approx(walk.nominal_friction) and float(nominal[1].noise_scale) == 0.0
+    assert float(physics("icy").friction) == pytest.approx(0.3) and 0.4 <= float(physics("friction").friction) <= 1.25
+    mass = physics("mass").mass_scale
     assert mass.min() >= 0.85 and mass.max() <= 1.15 and np.ptp(mass) > 0.05
-    payload = r("payload").mass_scale
+    payload = physics("payload").mass_scale
     assert payload[base] == pytest.approx(1.3) and np.all(np.delete(payload, base) == 1.0)
-    assert float(r("weak_motors").effort_scale) == pytest.approx(0.8)
-    assert float(r("noise_x3").noise_scale) == 3.0 and int(r("latency_3").latency) == 3
+    assert float(stress("weak_motors").effort_scale) == pytest.approx(0.8)
+    assert float(stress("noise_x3").noise_scale) == 3.0 and int(physics("latency_3").latency) == 3
     # What the effort scale does to the model: the force limits, nothing else.
     model = walk.model
-    weak = randomize.apply(model, r("weak_motors"))
+    weak = randomize.apply(model, *_row(draws, NAMES.index("weak_motors")))
     np.testing.assert_allclose(weak.actuator_forcerange, 0.8 * np.asarray(model.actuator_forcerange), rtol=1e-6)
-    same = randomize.apply(model, nominal)
+    same = randomize.apply(model, *nominal)
     for field in ("body_mass", "body_inertia", "dof_damping", "geom_friction", "pair_friction"):
         np.testing.assert_array_equal(getattr(weak, field), getattr(same, field))
 

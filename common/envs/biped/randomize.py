@@ -1,11 +1,10 @@
 """Domain randomisation of the biped task, drawn per episode inside the jitted step.
 
-Physics parameters (floor friction, link masses, joint damping, motor effort limits)
-live in the episode's `Randomization` and are written into the MJX model on every step,
+Physics parameters (floor friction, link masses, joint damping) live in the episode's `Randomization` and are written into the MJX model on every step,
 so a vmapped batch simulates a different robot per member without rebuilding anything.
 Action latency is a ring of recent actions; pushes are a timed external force on the
-base. The same record also scales the episode's observation noise and push force, so an
-evaluation can set every one of them per episode (`ppo_amp.robustness`) in one program.
+base. An evaluation may add a `Stress` (weaker motors, more sensor noise, other pushes)
+per episode, so every scenario of `ppo_amp.robustness` runs in one program.
 """
 
 from __future__ import annotations
@@ -26,8 +25,13 @@ class Randomization(eqx.Module):
     mass_scale: Float[Array, " nbody"]
     damping_scale: Float[Array, " nv"]
     latency: Int[Array, ""]
-    # Multipliers of the actuators' effort limits, of the config's observation noise
-    # levels and of its push force (training draws 1, 1, 1).
+
+
+class Stress(eqx.Module):
+    """Multipliers an evaluation sets per episode (`ppo_amp.robustness`): of the actuators'
+    effort limits, of the config's observation noise levels and of its push force.
+    Training states carry none, so their checkpoints keep their layout."""
+
     effort_scale: Float[Array, ""]
     noise_scale: Float[Array, ""]
     push_scale: Float[Array, ""]
@@ -45,9 +49,6 @@ def draw(key: PRNGKeyArray, c: BipedWalkConfig, nbody: int, nv: int, nominal_fri
             mass_scale=jnp.ones((nbody,)),
             damping_scale=jnp.ones((nv,)),
             latency=jnp.zeros((), jnp.int32),
-            effort_scale=jnp.ones(()),
-            noise_scale=jnp.ones(()),
-            push_scale=jnp.ones(()),
         )
     k_f, k_m, k_d, k_l = jax.random.split(key, 4)
     # The free joint's six dofs have no damping to scale; their entries are harmless.
@@ -56,25 +57,24 @@ def draw(key: PRNGKeyArray, c: BipedWalkConfig, nbody: int, nv: int, nominal_fri
         mass_scale=_uniform(k_m, c.mass_scale_range, (nbody,)),
         damping_scale=_uniform(k_d, c.damping_scale_range, (nv,)),
         latency=jax.random.randint(k_l, (), c.latency_steps[0], c.latency_steps[1] + 1),
-        effort_scale=jnp.ones(()),
-        noise_scale=jnp.ones(()),
-        push_scale=jnp.ones(()),
     )
 
 
-def apply(model: mjx.Model, r: Randomization) -> mjx.Model:
-    """The nominal `model` with this episode's friction, masses, damping and effort limits.
+def apply(model: mjx.Model, r: Randomization, stress: Stress | None = None) -> mjx.Model:
+    """The nominal `model` with this episode's friction, masses and damping (and effort
+    limits, under `stress`).
 
     Inertias scale with their body's mass (a uniformly denser link). Friction replaces
     the sliding coefficient of every explicit contact pair and of every geom, which
     covers both contact modes (pairs, or the feet and floor colliding implicitly).
     """
     pair_friction = model.pair_friction.at[:, :2].set(r.friction) if model.npair else model.pair_friction
+    if stress is not None:
+        model = model.replace(actuator_forcerange=model.actuator_forcerange * stress.effort_scale)
     return model.replace(
         body_mass=model.body_mass * r.mass_scale,
         body_inertia=model.body_inertia * r.mass_scale[:, None],
         dof_damping=model.dof_damping * r.damping_scale,
-        actuator_forcerange=model.actuator_forcerange * r.effort_scale,
         geom_friction=model.geom_friction.at[:, 0].set(r.friction),
         pair_friction=pair_friction,
     )
@@ -138,7 +138,7 @@ def push_advance(key: PRNGKeyArray, c: BipedWalkConfig, p: Push, scale: Float[Ar
 
 def obs_noise_levels(c: BipedWalkConfig) -> dict[str, float]:
     """Uniform noise half-widths per observation term, in the observation's own scale
-    (times the episode's `Randomization.noise_scale`)."""
+    (times the episode's `Stress.noise_scale` where it has one)."""
     if not c.randomize:
         return {}
     s = c.obs_noise_scale

@@ -113,10 +113,11 @@ class BipedWalk(Env):
         c = self.config
         terms = self._terms(qpos, qvel, info["command"], info["last_action"])
         levels = randomize.obs_noise_levels(c)
+        noise_scale = info["stress"].noise_scale if "stress" in info else 1.0
         keys = jax.random.split(key, len(c.obs_terms))
         noisy = [
-            terms[t] + (jax.random.uniform(k, terms[t].shape, minval=-1.0, maxval=1.0) * levels[t]
-                        * info["randomization"].noise_scale if t in levels else 0.0)
+            terms[t] + (jax.random.uniform(k, terms[t].shape, minval=-1.0, maxval=1.0) * levels[t] * noise_scale
+                        if t in levels else 0.0)
             for k, t in zip(keys, c.obs_terms)
         ]
         privileged = {
@@ -132,9 +133,11 @@ class BipedWalk(Env):
     # -- reset and step -------------------------------------------------------------
 
     def reset(self, key: PRNGKeyArray, command_level: float | Float[Array, ""] = 1.0,
-              randomization: randomize.Randomization | None = None) -> State:
+              randomization: randomize.Randomization | None = None,
+              stress: randomize.Stress | None = None) -> State:
         """A standing start; the episode's physics drawn from the config's ranges, or
-        `randomization` as given (applied only where `config.randomize` is on)."""
+        `randomization` as given, and `stress` if any (both take effect only where
+        `config.randomize` is on)."""
         c = self.config
         k_joint, k_yaw, k_rand, k_cmd, k_timer, k_push, k_obs, k_rng = jax.random.split(key, 8)
         qpos = self.statics.default_qpos
@@ -164,6 +167,8 @@ class BipedWalk(Env):
             "terminated": jnp.zeros((), bool),
             "truncated": jnp.zeros((), bool),
         }
+        if stress is not None:
+            info["stress"] = stress
         obs, critic_obs = self._observe(k_obs, qpos, qvel, info)
         info["critic_obs"] = critic_obs
         return State(data=data, obs=obs, reward=jnp.zeros(()), done=jnp.zeros((), bool),
@@ -188,11 +193,12 @@ class BipedWalk(Env):
         buffer, delayed = randomize.delay(info["action_buffer"], action, r.latency)
         target = self.statics.default_ctrl + self.statics.action_scale * delayed
         ctrl = jnp.clip(target, self.statics.ctrl_low, self.statics.ctrl_high)
+        stress = info.get("stress")
         heading = quaternion.yaw(state.data.qpos[3:7])
-        push = randomize.push_advance(k_push, c, info["push"], r.push_scale, heading)
+        push = randomize.push_advance(k_push, c, info["push"], 1.0 if stress is None else stress.push_scale, heading)
         force = jnp.where(push.remaining > 0, push.force, 0.0)
         data = state.data.replace(xfrc_applied=state.data.xfrc_applied.at[self.base_body, :3].set(force))
-        model = randomize.apply(self.model, r) if c.randomize else self.model
+        model = randomize.apply(self.model, r, stress) if c.randomize else self.model
         data, ok = physics.guarded_step(physics.make_step_fn(c.frame_skip), model, data, ctrl, c.max_qvel)
 
         qpos, qvel = data.qpos, data.qvel
