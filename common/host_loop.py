@@ -32,6 +32,7 @@ from absl import logging
 from jaxtyping import PRNGKeyArray
 
 from common import checkpoint, compile_cache, config as config_lib, launch, results, sharding, video
+from common.errors import UserError
 
 Record = dict[str, Any]
 
@@ -191,12 +192,6 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     run_dir.close()
 
     pipeline.plot(run_dir, trainer)
-    clip = None
-    # Not after a stop signal: Slurm's grace time is for the checkpoint, not for compiling.
-    if config.video_seconds > 0 and stopped_by is None:
-        clip = video.record_clip(pipeline.playback(trainer, state, config.video_seconds, None),
-                                 jax.random.PRNGKey(config.seed + 2), run_dir.sub(os.path.join("videos", "final.mp4")))
-        logging.info("video of the final policy: %s (%d frames)", clip["path"], clip["frames"])
     summary = {
         "best_eval_return": best_eval,
         "final_eval_return": None if last_eval is None else last_eval["eval_return"],
@@ -210,10 +205,24 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
         "code_commit": commit,
         "devices": launch.device_summary()["devices"],
         "run_dir": run_dir.path,
-        "video": None if clip is None else clip["path"],
+        "video": None,
         **pipeline.summary_fields(run_dir.records, last_eval),
     }
     run_dir.write_summary(summary)
+    # Not after a stop signal: Slurm's grace time is for the checkpoint, not for compiling.
+    # The summary is written first: a video that fails loses nothing of the run.
+    if config.video_seconds > 0 and stopped_by is None:
+        try:
+            clip = video.record_clip(pipeline.playback(trainer, state, config.video_seconds, None),
+                                     jax.random.PRNGKey(config.seed + 2),
+                                     run_dir.sub(os.path.join("videos", "final.mp4")))
+        except UserError as e:  # no EGL, no ffmpeg: the run itself is done
+            logging.error("no video of the final policy: %s", e)
+            summary["video_error"] = str(e)
+        else:
+            logging.info("video of the final policy: %s (%d frames)", clip["path"], clip["frames"])
+            summary["video"] = clip["path"]
+        run_dir.write_summary(summary)
     logging.info("done: %s", {k: summary[k] for k in ("best_eval_return", "final_eval_return", "env_steps")})
     return summary
 

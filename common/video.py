@@ -125,8 +125,11 @@ _record = eqx.filter_jit(rollout.record)
 
 
 def record_playback(playback: Playback, key: PRNGKeyArray, batch: int = 1) -> rollout.Trajectory:
-    """`playback.steps` steps of `batch` envs with the policy (`rollout.record`), jitted."""
-    return _record(playback.env, playback.act, playback.init_carry, playback.params, key, batch, playback.steps)
+    """`playback.steps` steps of `batch` envs with the policy (`rollout.record`), jitted on
+    one device: a trainer's state may lie replicated over its mesh, so the env and policy
+    come to the host first (they are small) and go where the key is."""
+    env, params = jax.device_get((playback.env, playback.params))
+    return _record(env, playback.act, playback.init_carry, params, key, batch, playback.steps)
 
 
 def clip_steps(seconds: float, control_dt: float) -> int:

@@ -82,7 +82,10 @@ def main(argv: Sequence[str]) -> None:
     else:
         g, inputs, outputs = es_export.graph(trainer.policy(state), state.obs_stats)
         meta = es_export.metadata(resolved, trainer.env.config.load_mj_model(), trainer.env.config.frame_skip)
-    meta.update(run_name=os.path.basename(run.path), config_hash=fingerprint(resolved, results.RESUMABLE_FIELDS),
+    # The hash of config.json as the run wrote it: fields that later code adds with their
+    # defaults do not change which run a model came from.
+    written = to_dict(saved_run.load_run_config(run.path))
+    meta.update(run_name=os.path.basename(run.path), config_hash=fingerprint(written, results.RESUMABLE_FIELDS),
                 code_commit=_code_commit(run.path), iteration=int(state.iteration), experiment=run.experiment)
     model = onnx_export.build(g, inputs, outputs, meta, name=f"{run.experiment}_policy")
     path = onnx_export.save(model, _OUTPUT.value or os.path.join(run.path, "export", "policy.onnx"))
