@@ -51,7 +51,7 @@ def _model_path(run: saved_run.SavedRun) -> str:
         raise ConfigError(f"--onnx: {path!r} does not exist; write it with "
                           f"`python -m experiments.export --run={run.path}`")
     meta = onnx_export.read_metadata(path)
-    expected = fingerprint(to_dict(run.config), RESUMABLE_FIELDS)
+    expected = fingerprint(to_dict(saved_run.load_run_config(run.path)), RESUMABLE_FIELDS)
     if meta.get("config_hash") != expected:
         raise ConfigError(f"--onnx: {path!r} was exported from another run (config hash "
                           f"{meta.get('config_hash')!r}, this run's {expected!r})")

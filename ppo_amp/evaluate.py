@@ -11,6 +11,9 @@ frozen from then on and counted in `falls`. Figures (all means over the episodes
                      `warmup_steps` (1 s to get going from a standstill)
   tracking_mae_instant  the same with the instantaneous velocity, every step
   mean_speed         forward base velocity (base frame x), m/s
+  heading_drift      per episode |mean base angular velocity about its z axis| (the
+                     sway of a gait cancels, a turn does not), averaged, rad/s: a walker
+                     told to go straight that drifts walks in circles
   mean_abs_torque    |actuator force| over joints, N m
   energy_per_meter   sum of |torque x joint velocity| dt over all episodes divided by the
                      planar distance the base travelled, J/m
@@ -75,6 +78,7 @@ def episode_sums(
             "tracking": f(counted, jnp.linalg.norm(v_avg - command[:2], axis=-1)),
             "tracking_instant": f(alive, jnp.linalg.norm(v_base[:, :2] - command[:2], axis=-1)),
             "speed": f(alive, v_base[:, 0]),
+            "yaw_rate": f(alive, nxt.data.qvel[:, 5]),
             "torque": f(alive, jnp.mean(jnp.abs(nxt.data.actuator_force), axis=-1)),
             "energy": f(alive, power * dt),
             "distance": f(alive, planar),
@@ -101,6 +105,7 @@ def summarize(sums: dict[str, Float[Array, " episodes"]]) -> dict[str, Float[Arr
         "tracking_mae": per_step("tracking", "counted_steps"),
         "tracking_mae_instant": per_step("tracking_instant", "alive_steps"),
         "mean_speed": per_step("speed", "alive_steps"),
+        "heading_drift": jnp.mean(jnp.abs(sums["yaw_rate"]) / jnp.maximum(sums["alive_steps"], 1.0)),
         "mean_abs_torque": per_step("torque", "alive_steps"),
         "energy_per_meter": total["energy"] / jnp.maximum(total["distance"], 1e-6),
         "eval_return": total["return"] / n,

@@ -190,7 +190,7 @@ def episode_sums(walk: BipedWalk, scenarios: Scenario, actor: Actor, obs_stats: 
 
 def summarize(sums: dict[str, Array], specs: tuple[Spec, ...], control_dt: float) -> list[dict[str, object]]:
     """One line of figures per scenario from `episode_sums`' `[scenarios, episodes]` sums:
-    success rate, falls, net distance (mean and least), tracking MAE, speed, mean |torque|
+    success rate, falls, net distance (mean and least), path length, heading drift, tracking MAE, speed, mean |torque|
     per joint (N m), mean mechanical power (W) and cost of transport P / (m g v)."""
     sums = jax.device_get(sums)
     lines = []
@@ -206,6 +206,7 @@ def summarize(sums: dict[str, Array], specs: tuple[Spec, ...], control_dt: float
             "scenario": spec.name, "episodes": int(fell.size), "falls": int(fell.sum()),
             "success_rate": float(np.mean(~fell & reached)),
             "distance_m": float(distance.mean()), "distance_min_m": float(distance.min()),
+            "path_m": float(s["distance"].mean()), "heading_drift": figures["heading_drift"],
             "seconds": float(s["alive_steps"].max() * control_dt),
             "tracking_mae": figures["tracking_mae"], "mean_speed": speed,
             "mean_abs_torque": [round(float(v), 4) for v in s["joint_torque"].sum(axis=0) / lived],

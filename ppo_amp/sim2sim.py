@@ -88,7 +88,8 @@ def episode(robot: Robot, firmware: Firmware, policy, t: Termination, command: n
     ring = np.zeros((WINDOW_STEPS, 2))
     start_xy = d.qpos[:2].copy()
     sums = dict(counted_steps=0.0, tracking=0.0, tracking_instant=0.0, speed=0.0, alive_steps=0.0, fell=0.0,
-                power=0.0)
+                power=0.0, yaw_rate=0.0, path=0.0)
+    xy = start_xy
     warmup = min(WARMUP_STEPS, max(steps - 1, 0))
     for step in range(steps):
         s = robot.sensors()
@@ -106,6 +107,9 @@ def episode(robot: Robot, firmware: Firmware, policy, t: Termination, command: n
             sums["tracking"] += np.linalg.norm(ring.mean(axis=0) - command[:2])
         sums["tracking_instant"] += np.linalg.norm(v_base[:2] - command[:2])
         sums["speed"] += v_base[0]
+        sums["yaw_rate"] += d.qvel[5]
+        sums["path"] += np.linalg.norm(d.qpos[:2] - xy)
+        xy = d.qpos[:2].copy()
         sums["power"] += np.abs(d.actuator_force[robot.actuators] * d.qvel[robot.dof_adr]).sum()
         gravity = projected_gravity(d.qpos[3:7])
         fallen = d.qpos[2] < t.min_base_height or gravity[2] > -math.cos(t.max_tilt)
@@ -138,6 +142,7 @@ def run(onnx_path: str, xml_path: str, t: Termination, command: tuple[float, flo
     return {
         "episodes": episodes, "falls": falls, "success_rate": 1.0 - falls / episodes,
         "distance_m": total["distance"] / episodes, "distance_min_m": min(e["distance"] for e in per),
+        "path_m": total["path"] / episodes, "heading_drift": float(np.mean([abs(e["yaw_rate"]) / max(e["alive_steps"], 1.0) for e in per])),
         "tracking_mae": total["tracking"] / max(total["counted_steps"], 1.0),
         "tracking_mae_instant": total["tracking_instant"] / max(total["alive_steps"], 1.0),
         "mean_speed": total["speed"] / max(total["alive_steps"], 1.0),

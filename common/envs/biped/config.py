@@ -44,6 +44,7 @@ REWARD_TERMS = (
     "feet_air_time",
     "foot_contact_force",
     "joint_velocity",
+    "power",
     "termination",
 )
 
@@ -58,6 +59,9 @@ DEFAULT_REWARD_SCALES = (
     ("feet_air_time", 1.0),
     ("foot_contact_force", -0.01),
     ("joint_velocity", -1e-4),
+    # Off by default; -2e-3 costs 0.33 per second at the 167 W of configs/ppo_amp_cpu.py's
+    # walk (BENCHMARKS.md, the robustness suite).
+    ("power", 0.0),
     ("termination", -50.0),
 )
 

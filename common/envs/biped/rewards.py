@@ -85,6 +85,11 @@ def joint_velocity(q: StepQuantities) -> Float[Array, ""]:
     return jnp.sum(jnp.square(q.joint_vel))
 
 
+def power(q: StepQuantities) -> Float[Array, ""]:
+    """Mechanical power of the motors (W): the sum of |torque x joint velocity|."""
+    return jnp.sum(jnp.abs(q.torque * q.joint_vel))
+
+
 def termination(q: StepQuantities) -> Float[Array, ""]:
     """1 on the step that falls (time-outs are not terminations)."""
     return q.terminated.astype(jnp.float32)

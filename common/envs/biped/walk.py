@@ -175,7 +175,7 @@ class BipedWalk(Env):
                      metrics=self._zero_metrics(), info=info)
 
     def _zero_metrics(self) -> dict[str, Array]:
-        names = [f"reward/{n}" for n, _ in self.config.reward_scales]
+        names = [f"reward/{n}" for n, w in self.config.reward_scales if w != 0]
         names += ["tracking_error", "forward_velocity", "diverged", "pushed"]
         return {n: jnp.zeros(()) for n in names}
 
@@ -237,9 +237,12 @@ class BipedWalk(Env):
             "feet_air_time": lambda: rewards.feet_air_time(q, c.feet_air_time_target, c.command_deadband),
             "foot_contact_force": lambda: rewards.foot_contact_force(q, c.max_contact_force),
             "joint_velocity": lambda: rewards.joint_velocity(q),
+            "power": lambda: rewards.power(q),
             "termination": lambda: rewards.termination(q),
         }
-        weighted = {name: jnp.where(ok, w * self.dt * terms[name](), 0.0) for name, w in c.reward_scales}
+        # A zero weight turns a term off: not computed, not logged (and a state's layout,
+        # hence its checkpoints, stays that of the code before the term existed).
+        weighted = {name: jnp.where(ok, w * self.dt * terms[name](), 0.0) for name, w in c.reward_scales if w != 0}
         reward = sum(weighted.values(), jnp.zeros(()))
 
         timer = info["command_timer"] - 1
