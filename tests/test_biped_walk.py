@@ -167,3 +167,19 @@ def test_a_batch_runs_finite_with_randomisation_and_auto_terminates():
     _, (done, obs, reward) = roll(reset(keys))
     assert np.all(np.isfinite(obs)) and np.all(np.isfinite(reward))
     assert np.all(np.asarray(done)[-1])  # the time limit ends every episode
+
+
+def test_a_zero_weight_turns_a_reward_term_off():
+    """Off terms are neither computed nor logged; reset and step agree on the metrics."""
+    key = jax.random.PRNGKey(0)
+    for scales, expected in (((), set()), ((("power", -1e-3), ("tracking_lin_vel", 1.0), ("torque", 0.0)),
+                                           {"reward/power", "reward/tracking_lin_vel"})):
+        env = envs.make("biped_walk", **({"reward_scales": scales} if scales else {}))
+        start = eqx.filter_eval_shape(env.reset, key)
+        after = eqx.filter_eval_shape(env.step, start, jax.ShapeDtypeStruct((12,), jnp.float32))
+        rewards = {k for k in start.metrics if k.startswith("reward/")}
+        assert set(after.metrics) == set(start.metrics)
+        if expected:
+            assert rewards == expected
+        else:  # the defaults: power is off
+            assert "reward/power" not in rewards and "reward/torque" in rewards

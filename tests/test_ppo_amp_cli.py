@@ -26,8 +26,8 @@ ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimizatio
 # The shape of tests/test_ppo_amp_train.py; the benchmark must use the same fields to
 # reuse the training's compiled iteration.
 TINY = ["--config.num_envs=8", "--config.rollout_length=4", "--config.num_iterations=2", "--config.eval_episodes=2"]
-FIGURES = ("episodes", "falls", "tracking_mae", "tracking_mae_instant", "mean_speed", "mean_abs_torque",
-           "energy_per_meter", "eval_return", "eval_length")
+FIGURES = ("episodes", "falls", "tracking_mae", "tracking_mae_instant", "mean_speed", "heading_drift",
+           "mean_abs_torque", "energy_per_meter", "eval_return", "eval_length")
 
 
 def _run(args, timeout=900):
