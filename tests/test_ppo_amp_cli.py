@@ -23,9 +23,11 @@ from common import config as config_lib, onnx_export, results
 from tests.conftest import REPO_ROOT
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
-# The shape of tests/test_ppo_amp_train.py; the benchmark must use the same fields to
-# reuse the training's compiled iteration.
-TINY = ["--config.num_envs=8", "--config.rollout_length=4", "--config.num_iterations=2", "--config.eval_episodes=2"]
+# The shape of tests/test_ppo_amp_train.py, on two CPU devices as configs/ppo_amp_cpu.py
+# runs (the final video then starts from a state replicated over a mesh); the benchmark
+# must use the same fields to reuse the training's compiled iteration.
+TINY = ["--config.num_envs=8", "--config.rollout_length=4", "--config.num_iterations=2", "--config.eval_episodes=2",
+        "--config.cpu_devices=2"]
 FIGURES = ("episodes", "falls", "tracking_mae", "tracking_mae_instant", "mean_speed", "mean_abs_torque",
            "energy_per_meter", "eval_return", "eval_length")
 
@@ -95,11 +97,13 @@ def test_training_ends_with_a_video_and_tensorboard_curves(run_dir):
 @pytest.mark.filterwarnings("ignore:os.fork")
 def test_play_renders_the_walker_at_a_command(run_dir, tmp_path):
     out = str(tmp_path / "walk.mp4")
-    proc = _run(["experiments.play", f"--run={run_dir}", "--seconds=0.5", "--command=0.3,0,0.2", f"--output={out}"])
+    # The final video's length and command (the run's eval_command): play loads the clip
+    # the training compiled from the run's compile cache (the command is in the program).
+    proc = _run(["experiments.play", f"--run={run_dir}", "--seconds=0.5", "--command=0.5,0,0", f"--output={out}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = json.loads(proc.stdout.strip().splitlines()[-1])
     assert line["path"] == out and line["frames"] == 13 and line["fps"] == pytest.approx(25.0)
-    assert line["command"] == [0.3, 0.0, 0.2] and line["iteration"] == 2
+    assert line["command"] == [0.5, 0.0, 0.0] and line["iteration"] == 2
     assert iio.imread(out).shape == (13, 480, 640, 3)
     _one_error_line(_run(["experiments.play", f"--run={run_dir}", "--output=walk.avi"], timeout=60), "--output:", ".mp4")
 
