@@ -23,9 +23,11 @@ from common import config as config_lib, onnx_export, results
 from tests.conftest import REPO_ROOT
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
-# The shape of tests/test_ppo_amp_train.py; the benchmark must use the same fields to
-# reuse the training's compiled iteration.
-TINY = ["--config.num_envs=8", "--config.rollout_length=4", "--config.num_iterations=2", "--config.eval_episodes=2"]
+# The shape of tests/test_ppo_amp_train.py, on two CPU devices as configs/ppo_amp_cpu.py
+# runs (the final video then starts from a state replicated over a mesh); the benchmark
+# must use the same fields to reuse the training's compiled iteration.
+TINY = ["--config.num_envs=8", "--config.rollout_length=4", "--config.num_iterations=2", "--config.eval_episodes=2",
+        "--config.cpu_devices=2"]
 FIGURES = ("episodes", "falls", "tracking_mae", "tracking_mae_instant", "mean_speed", "heading_drift",
            "mean_abs_torque", "energy_per_meter", "eval_return", "eval_length")
 

@@ -124,12 +124,16 @@ def test_bad_shapes_are_refused(fast_env):
                         jax.random.split(jax.random.PRNGKey(0), 2), horizon=10, block=3)
 
 
-def test_auto_reset_restarts_finished_episodes_and_accounts_for_them(fast_env):
+def test_auto_reset_restarts_finished_episodes_and_accounts_for_them(fast_env, fast_batch_fns):
     n, t = 4, HORIZON
     # A strong constant action makes the humanoid fall within the 60 steps, each env at its own time.
     actions = 0.4 * jnp.tanh(jax.random.normal(jax.random.PRNGKey(5), (n, fast_env.action_size)))
     act_keys, reset_keys = jax.random.split(jax.random.PRNGKey(6), (2, t, n))
-    start = jax.vmap(fast_env.reset)(jax.random.split(jax.random.PRNGKey(7), n))
+    # The start states and every reset the scan may draw, from one compiled batch (reset
+    # run eagerly, op by op, cost minutes).
+    keys = jnp.concatenate([jax.random.split(jax.random.PRNGKey(7), n), reset_keys.reshape(t * n, 2)])
+    resets = fast_batch_fns[0](keys)
+    start = jax.tree.map(lambda x: x[:n], resets)
     running = rollout.Running(state=start, extra=jnp.zeros((n,)), episode_return=jnp.zeros((n,)),
                               episode_length=jnp.zeros((n,), jnp.int32))
 
@@ -143,7 +147,7 @@ def test_auto_reset_restarts_finished_episodes_and_accounts_for_them(fast_env):
     final, steps = jax.device_get(run(running))
     done = np.asarray(steps.done)
     assert done.any(axis=0).all(), "every env should have finished an episode"
-    fresh_obs = np.asarray(jax.vmap(jax.vmap(fast_env.reset))(reset_keys).obs)
+    fresh_obs = np.asarray(resets.obs[n:]).reshape(t, n, -1)
     for env in range(n):
         ends = np.flatnonzero(done[:, env])
         begin = 0
