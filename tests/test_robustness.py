@@ -150,12 +150,15 @@ def test_summary_figures_on_hand_made_sums():
             "tracking": np.full((2, 2), 95.0), "tracking_instant": np.full((2, 2), 200.0),
             "speed": np.full((2, 2), 500.0), "torque": np.full((2, 2), 3000.0), "energy": np.full((2, 2), 400.0),
             "distance": np.full((2, 2), 11.0), "fell": np.array([[0.0, 0.0], [1.0, 0.0]]), "return": zeros,
+            "yaw_rate": np.array([[100.0, -300.0], [0.0, 0.0]]),
             "joint_torque": np.tile(np.arange(12.0) * 1000.0, (2, 2, 1)), "power": np.full((2, 2), 20_000.0),
             "mass": np.full((2, 2), 12_000.0), "displacement": np.array([[[6.0, 8.0], [0.0, 12.0]], [[0.0, 12.0], [6.0, 8.0]]])}
     a, walk = robustness.summarize(sums, specs, control_dt=0.02)
     assert a["scenario"] == "a" and a["episodes"] == 2 and a["falls"] == 0 and a["success_rate"] == 1.0
     assert a["distance_m"] == pytest.approx(11.0) and a["distance_min_m"] == pytest.approx(10.0)
     assert a["seconds"] == pytest.approx(20.0) and a["tracking_mae"] == pytest.approx(0.1)
+    # Path: 11 m per episode; heading drift: |100| and |-300| rad over 1000 steps each.
+    assert a["path_m"] == pytest.approx(11.0) and a["heading_drift"] == pytest.approx(0.2)
     assert a["mean_speed"] == pytest.approx(0.5) and a["mean_power_w"] == pytest.approx(20.0)
     assert a["mean_abs_torque"] == pytest.approx(list(np.arange(12.0)))
     # P / (m g v) with the mean mass 12 kg.
