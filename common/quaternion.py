@@ -75,6 +75,12 @@ def yaw(q: Quat) -> Float[Array, " *b"] | Float[np.ndarray, " *b"]:
     return _xp(q).arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def wrap(angle: Float[Array, " *b"] | Float[np.ndarray, " *b"]) -> Float[Array, " *b"] | Float[np.ndarray, " *b"]:
+    """Angles (rad) taken into [-pi, pi]."""
+    xp = _xp(angle)
+    return xp.arctan2(xp.sin(angle), xp.cos(angle))
+
+
 def continuous(q: Float[np.ndarray, "T 4"]) -> Float[np.ndarray, "T 4"]:
     """Signs flipped so that consecutive quaternions lie in one hemisphere (q and -q agree)."""
     dots = np.sum(q[1:] * q[:-1], axis=-1)

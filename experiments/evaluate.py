@@ -54,6 +54,8 @@ _SEED = flags.DEFINE_integer("seed", 12345, "Seed of the evaluation episodes.")
 _COMMAND = flags.DEFINE_string("command", None, "PPO+AMP: 'vx,vy,wz' to walk at; default: the run's eval_command.")
 _SECONDS = flags.DEFINE_float("seconds", None, "PPO+AMP: seconds per episode; default: the run's eval_seconds "
                                "(the robustness suite: 30).")
+_HEADING = flags.DEFINE_float("heading_hold", None, "PPO+AMP: the command layer's heading hold (1/s, 0 = off; "
+                               "common/envs/biped/config.py); default: the run's task.heading_hold.")
 _SUITE = flags.DEFINE_enum("suite", None, ["robustness"], "PPO+AMP: run a suite of scenarios instead.")
 
 _ES_EPISODES = 10
@@ -63,10 +65,14 @@ _SUITE_SECONDS = 30.0
 _SUITE_TARGETS = {"success rate": 0.7, "distance (m)": 10.0, "mean power (W)": 30.0}
 
 
+def _heading() -> dict[str, float]:
+    return {} if _HEADING.value is None else {"heading_hold": _HEADING.value}
+
+
 def _evaluate_es(run: saved_run.SavedRun) -> dict:
-    for flag in (_COMMAND, _SECONDS):
+    for flag in (_COMMAND, _SECONDS, _HEADING):
         if flag.present:
-            raise ConfigError(f"--{flag.name}: only PPO+AMP runs take --command and --seconds; "
+            raise ConfigError(f"--{flag.name}: only PPO+AMP runs take --command, --seconds and --heading_hold; "
                               f"{run.path!r} is an ES run")
     episodes = _ES_EPISODES if _EPISODES.value is None else _EPISODES.value
     trainer, state = saved_run.restore(run)
@@ -84,12 +90,12 @@ def _evaluate_ppo_amp(run: saved_run.SavedRun, command) -> dict:
     steps = round(seconds / trainer.env.dt)
     if steps < 1:
         raise ConfigError(f"--seconds: {seconds} is shorter than one policy step ({trainer.env.dt} s)")
-    eval_env = trainer.make_eval_env(command, steps)
+    eval_env = trainer.make_eval_env(command, steps, **_heading())
     metrics = trainer.evaluate(state, jax.random.PRNGKey(_SEED.value), episodes=episodes, env=eval_env, steps=steps)
     figures = {k: float(v) for k, v in jax.device_get(metrics).items()}
     figures["episodes"], figures["falls"] = int(figures["episodes"]), int(figures["falls"])
     return {"run": run.path, "physics": run.physics, "iteration": int(state.iteration), "command": list(command),
-            "seconds": steps * trainer.env.dt, "steps": steps, **figures}
+            "heading_hold": eval_env.config.heading_hold, "seconds": steps * trainer.env.dt, "steps": steps, **figures}
 
 
 def _robustness(run: saved_run.SavedRun, command) -> list[dict]:
@@ -110,14 +116,14 @@ def _robustness(run: saved_run.SavedRun, command) -> list[dict]:
     for long in (False, True):
         idx = [i for i, s in enumerate(robustness.SCENARIOS) if (s.walk_distance is not None) == long]
         steps = walk_steps if long else max(1, round(seconds / dt))
-        walk = trainer.make_eval_env(command, steps, **robustness.env_overrides(dt))
+        walk = trainer.make_eval_env(command, steps, **robustness.env_overrides(dt), **_heading())
         specs = tuple(robustness.SCENARIOS[i] for i in idx)
         out = suite(walk, robustness.stack(specs, walk.nominal_friction), state.actor, state.obs_stats,
                     keys[jnp.asarray(idx)], steps=steps, obs_clip=float(config.ppo.obs_clip))
         for line in robustness.summarize(out, specs, dt):
             sums[line["scenario"]] = line
     lines = [{"run": run.path, "iteration": int(state.iteration), "physics": run.physics, "command": list(command),
-              **sums[s.name]} for s in robustness.SCENARIOS]
+              "heading_hold": walk.config.heading_hold, **sums[s.name]} for s in robustness.SCENARIOS]
     results.atomic_write_json(os.path.join(run.path, "robustness.json"), lines)
     os.makedirs(os.path.join(run.path, "plots"), exist_ok=True)
     panels = {"success rate": {l["scenario"]: l["success_rate"] for l in lines},
@@ -134,6 +140,8 @@ def main(argv: Sequence[str]) -> None:
     command = None if _COMMAND.value is None else saved_run.parse_command(_COMMAND.value)
     if _SECONDS.value is not None and not (math.isfinite(_SECONDS.value) and _SECONDS.value > 0):
         raise ConfigError(f"--seconds: must be a positive number, got {_SECONDS.value}")
+    if _HEADING.value is not None and not (math.isfinite(_HEADING.value) and _HEADING.value >= 0):
+        raise ConfigError(f"--heading_hold: must be a finite number >= 0 (1/s; 0 = off), got {_HEADING.value}")
     if _EPISODES.value is not None and _EPISODES.value < 1:
         raise ConfigError(f"--episodes: must be a positive integer, got {_EPISODES.value}")
     run = saved_run.open_run(_RUN.value, _PHYSICS.value)

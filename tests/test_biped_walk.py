@@ -9,7 +9,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from common import envs, robots
+from common import envs, quaternion, robots
 from common.envs.biped import randomize
 from common.envs.biped.config import BipedWalkConfig, validate
 
@@ -183,3 +183,35 @@ def test_a_zero_weight_turns_a_reward_term_off():
             assert rewards == expected
         else:  # the defaults: power is off
             assert "reward/power" not in rewards and "reward/torque" in rewards
+
+
+def test_heading_hold_steers_the_yaw_command_back_to_the_target():
+    env = envs.make("biped_walk", heading_hold=1.0, command_yaw=(-0.3, 0.3))
+    hold = eqx.filter_jit(env._hold_heading)
+    straight = jnp.asarray([0.5, 0.0, 0.0])
+
+    def yaw_rate(target, drawn, heading, redraw=False, command=straight):
+        cmd, new = hold(jnp.asarray([target, drawn]), command, jnp.asarray(redraw),
+                        quaternion.about_axis(2, jnp.asarray(heading)))
+        np.testing.assert_allclose(cmd[:2], command[:2])
+        return float(cmd[2]), np.asarray(new)
+
+    rate, new = yaw_rate(0.0, 0.0, 0.2)  # veered 0.2 rad left: turn right at 0.2 rad/s
+    assert rate == pytest.approx(-0.2, abs=1e-5) and new.tolist() == [0.0, 0.0]
+    assert yaw_rate(0.0, 0.0, -1.0)[0] == pytest.approx(0.3)  # clipped to the widest command_yaw
+    # Across +-pi the error is the short way round: heading -3.1 is 0.083 rad past target 3.1.
+    assert yaw_rate(3.1, 0.0, -3.1)[0] == pytest.approx(6.2 - 2 * np.pi, abs=1e-4)
+    # The target integrates the drawn yaw rate; a redraw takes the new command's.
+    rate, new = yaw_rate(0.0, 0.1, 0.0)
+    assert rate == pytest.approx(0.1 + 0.1 * env.dt, abs=1e-5) and new[0] == pytest.approx(0.1 * env.dt)
+    rate, new = yaw_rate(0.0, 0.1, 0.0, redraw=True, command=jnp.asarray([0.0, 0.0, -0.2]))
+    assert new[1] == pytest.approx(-0.2) and rate == pytest.approx(-0.2 - 0.2 * env.dt, abs=1e-5)
+    # Off (the default), the state carries no heading: old checkpoints keep their layout.
+    key = jax.random.PRNGKey(0)
+    off = eqx.filter_eval_shape(envs.make("biped_walk").reset, key)
+    on = eqx.filter_eval_shape(env.reset, key)
+    assert "heading" not in off.info and on.info["heading"].shape == (2,)
+    after = eqx.filter_eval_shape(env.step, on, jax.ShapeDtypeStruct((12,), jnp.float32))
+    assert jax.tree.structure(after.info) == jax.tree.structure(on.info)
+    with pytest.raises(ValueError, match="heading_hold"):
+        validate(BipedWalkConfig(heading_hold=-1.0))

@@ -127,6 +127,11 @@ class BipedWalkConfig:
     command_deadband: float = 0.05
     # A fixed (vx, vy, yaw) command for every episode (evaluation), or None to draw.
     fixed_command: tuple[float, float, float] | None = None
+    # Heading hold (1/s; 0 = off), the command layer a robot's operator interface adds: a
+    # heading target integrates the drawn yaw rate, and the yaw rate the policy sees (and is
+    # rewarded for tracking) is the drawn one + heading_hold x heading error, clipped to the
+    # widest `command_yaw`. A policy that veers at a zero yaw command is steered back.
+    heading_hold: float = 0.0
 
     reward_scales: tuple[tuple[str, float], ...] = DEFAULT_REWARD_SCALES
     tracking_sigma: float = 0.25
@@ -238,6 +243,8 @@ def validate(c: BipedWalkConfig) -> None:
     for name in ("grace_steps", "push_duration_steps"):
         if not isinstance(getattr(c, name), int) or getattr(c, name) < 0:
             raise ValueError(f"{name}: must be an integer >= 0, got {getattr(c, name)!r}")
+    if not (isinstance(c.heading_hold, (int, float)) and 0.0 <= c.heading_hold < float("inf")):
+        raise ValueError(f"heading_hold: must be a finite number >= 0 (1/s; 0 = off), got {c.heading_hold!r}")
     for name in ("action_scale", "tracking_sigma", "max_tilt", "max_qvel", "max_contact_force"):
         if not getattr(c, name) > 0:
             raise ValueError(f"{name}: must be > 0, got {getattr(c, name)!r}")

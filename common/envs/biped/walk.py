@@ -96,6 +96,18 @@ class BipedWalk(Env):
 
     # -- observation ----------------------------------------------------------------
 
+    def _hold_heading(self, heading: Float[Array, "2"], command: Float[Array, "3"], redraw: Array,
+                      quat: Float[Array, "4"]) -> tuple[Float[Array, "3"], Float[Array, "2"]]:
+        """`config.heading_hold`: the command with its yaw rate steered toward the heading
+        target, and the new (target, drawn yaw rate)."""
+        c = self.config
+        drawn = jnp.where(redraw, command[2], heading[1])
+        target = heading[0] + drawn * self.dt
+        error = quaternion.wrap(target - quaternion.yaw(quat))
+        limit = max(abs(v) for v in c.command_yaw)
+        rate = jnp.clip(drawn + c.heading_hold * error, -limit, limit)
+        return command.at[2].set(rate), jnp.stack([quaternion.wrap(target), drawn])
+
     def _terms(self, qpos, qvel, command, last_action) -> dict[str, Array]:
         c = self.config
         rot = quaternion.to_matrix(qpos[3:7])
@@ -169,6 +181,8 @@ class BipedWalk(Env):
         }
         if stress is not None:
             info["stress"] = stress
+        if c.heading_hold > 0:
+            info["heading"] = jnp.stack([jnp.asarray(yaw, jnp.float32), info["command"][2]])
         obs, critic_obs = self._observe(k_obs, qpos, qvel, info)
         info["critic_obs"] = critic_obs
         return State(data=data, obs=obs, reward=jnp.zeros(()), done=jnp.zeros((), bool),
@@ -251,6 +265,8 @@ class BipedWalk(Env):
         timer = jnp.where(redraw, self._command_timer(k_timer), timer)
 
         new_info = dict(info)
+        if c.heading_hold > 0:
+            command, new_info["heading"] = self._hold_heading(info["heading"], command, redraw, qpos[3:7])
         new_info.update(
             rng=rng, steps=steps, command=command, command_timer=timer, last_action=action,
             action_buffer=buffer, push=push, feet_air_time=air_time_next, last_contact=contact,
