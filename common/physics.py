@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +23,8 @@ from mujoco import mjx
 from common.errors import UserError
 
 StepFn = Callable[[mjx.Model, mjx.Data, Float[Array, " nu"]], mjx.Data]
+Control = Callable[[mjx.Data, Float[Array, " nu"], Any], tuple[Float[Array, " nu"], Any]]
+ControlledStepFn = Callable[[mjx.Model, mjx.Data, Float[Array, " nu"], Any], tuple[mjx.Data, Any]]
 
 IMPLS = ("jax", "warp")
 
@@ -56,13 +59,27 @@ def make_data(model: mjx.Model, impl: str) -> mjx.Data:
 def make_step_fn(frame_skip: int) -> StepFn:
     """`frame_skip` MJX steps with `action` written to `ctrl` and held; `sensordata` is
     what the last substep's forward pass measured, as after MuJoCo C's `mj_step`."""
+    controlled = make_controlled_step_fn(frame_skip, lambda data, action, carry: (action, carry))
+    return lambda model, data, action: controlled(model, data, action, ())[0]
+
+
+def make_controlled_step_fn(frame_skip: int, control: Control) -> ControlledStepFn:
+    """`frame_skip` MJX steps, each with `ctrl` from `control(data, action, carry) ->
+    (ctrl, carry)` (a controller running at the physics rate, e.g. an actuator net with
+    its history as the carry); returns the stepped data and the last carry."""
     if frame_skip < 1:
         raise ValueError(f"frame_skip: must be >= 1, got {frame_skip}")
 
-    def step_fn(model: mjx.Model, data: mjx.Data, action: Float[Array, " nu"]) -> mjx.Data:
-        data = data.replace(ctrl=action)
+    def step_fn(model: mjx.Model, data: mjx.Data, action: Float[Array, " nu"], carry: Any) -> tuple[mjx.Data, Any]:
+        def substep(m: mjx.Model):
+            def body(_, state):
+                d, c = state
+                ctrl, c = control(d, action, c)
+                return mjx.step(m, d.replace(ctrl=ctrl)), c
+            return body
+
         if not _contact_sensors_only(model):
-            return jax.lax.fori_loop(0, frame_skip, lambda _, d: mjx.step(model, d), data)
+            return jax.lax.fori_loop(0, frame_skip, substep(model), (data, carry))
         # The envs read their contact sensors once per env step, from the last substep.
         # MJX computes sensors in every substep; on JAX they are switched off in the loop
         # and computed once after it from the last forward pass's contacts and forces,
@@ -70,8 +87,8 @@ def make_step_fn(frame_skip: int) -> StepFn:
         # env step saved. (Position sensors would read the integrated qpos there, so
         # models with other sensors take the plain loop.)
         quiet = model.replace(opt=model.opt.replace(disableflags=model.opt.disableflags | mjx.DisableBit.SENSOR))
-        data = jax.lax.fori_loop(0, frame_skip, lambda _, d: mjx.step(quiet, d), data)
-        return mjx.sensor_acc(model, data)
+        data, carry = jax.lax.fori_loop(0, frame_skip, substep(quiet), (data, carry))
+        return mjx.sensor_acc(model, data), carry
 
     return step_fn
 
@@ -112,13 +129,27 @@ def guarded_step(
 ) -> tuple[mjx.Data, Bool[Array, ""]]:
     """Steps one member; returns `(data, ok)`.
 
-    Where the input (action, qpos, qvel) or the stepped output is not sane, the member
+    Where the input (action, qpos or qvel) or the stepped output is not sane, the member
     keeps its input `data` and `ok` is False. Selecting with `jnp.where` (never by
     multiplying with a mask) keeps NaNs of a discarded branch out of the result.
     """
+    data, _, ok = guarded_controlled_step(lambda m, d, a, c: (step_fn(m, d, a), c), model, data, action, (), max_qvel)
+    return data, ok
+
+
+def guarded_controlled_step(
+    step_fn: ControlledStepFn,
+    model: mjx.Model,
+    data: mjx.Data,
+    action: Float[Array, " nu"],
+    carry: Any,
+    max_qvel: float,
+) -> tuple[mjx.Data, Any, Bool[Array, ""]]:
+    """`guarded_step` for a `make_controlled_step_fn` step: a member that is not sane
+    keeps its input `data` and `carry`."""
     ok_in = jnp.all(jnp.isfinite(action)) & state_ok(data, max_qvel)
     safe_action = jnp.where(ok_in, action, jnp.zeros_like(action))
-    stepped = step_fn(model, _sanitised(model, data, ok_in), safe_action)
+    stepped, new_carry = step_fn(model, _sanitised(model, data, ok_in), safe_action, carry)
     ok = ok_in & state_ok(stepped, max_qvel)
-    out = jax.tree.map(lambda new, old: jnp.where(ok, new, old), stepped, data)
-    return out, ok
+    keep = lambda new, old: jnp.where(ok, new, old)
+    return jax.tree.map(keep, stepped, data), jax.tree.map(keep, new_carry, carry), ok

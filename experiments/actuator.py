@@ -144,12 +144,14 @@ def _train(config) -> None:
     valid_mask = every.block % max(2, round(1.0 / c.validation_fraction)) == 0
     train, valid = every.take(~valid_mask), every.take(valid_mask)
     heldout = actuator_fit.samples([heldout_log], kinds, c.history)
-    inertia = {k: s.inertia for k, s in actuator_rig.joint_specs().items()}
+    specs = actuator_rig.joint_specs()
+    inertia = {k: s.inertia for k, s in specs.items()}
+    mechanics = {name: dict(zip(specs, values)) for name, values in actuator_rig.joint_mechanics(specs, servo).items()}
     report = {"logs": _LOGS.value, "train_samples": len(train), "validation_samples": len(valid),
               "heldout_samples": len(heldout), "kinds": list(kinds), "nets": {}}
     key = jax.random.PRNGKey(config.seed)
     for name, hidden in (("actuator_net", tuple(c.hidden)), ("actuator_net_large", tuple(c.large_hidden))):
-        spec = actuator_fit.make_spec(train, kinds, c.history, rate, hidden, servo.rotor_inertia)
+        spec = actuator_fit.make_spec(train, kinds, c.history, rate, hidden, servo.rotor_inertia, **mechanics)
         start = time.perf_counter()
         net, history = actuator_fit.fit(key, train, valid, spec, learning_rate=c.learning_rate,
                                         batch_size=c.batch_size, max_epochs=c.max_epochs, patience=c.patience,

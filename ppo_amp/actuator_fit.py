@@ -8,8 +8,8 @@ ticks never sit on both sides. Input and output scales are the training data's s
 deviations per joint kind.
 
 Replay: the net drives a simulated joint (the rig's link inertia plus the rotor inertia
-as armature, semi-implicit Euler at the log rate, as MJX integrates the biped under it)
-from the logged commands in windows of `replay_seconds`, each started from the logged
+as armature, with the spec's Coulomb and viscous friction, semi-implicit Euler at the log
+rate with friction resolved implicitly, as MuJoCo does) from the logged commands in windows of `replay_seconds`, each started from the logged
 state and history; its positions are compared with the logged ones.
 """
 
@@ -69,14 +69,16 @@ def samples(logs: list[log_lib.MotorLog], kinds: tuple[str, ...], history: int, 
 
 
 def make_spec(train: Samples, kinds: tuple[str, ...], history: int, rate_hz: float, hidden: tuple[int, ...],
-              rotor_inertia: float) -> net_lib.NetSpec:
-    """The spec with per-kind scales from the training samples' spread."""
+              rotor_inertia: float, coulomb: dict[str, float], viscous: dict[str, float]) -> net_lib.NetSpec:
+    """The spec with per-kind scales from the training samples' spread, and the joint
+    mechanics (per kind name) a simulator keeps under the net."""
     def inv_std(x):
         return tuple(float(1.0 / max(np.std(x[train.kind == k]), 1e-6)) for k in range(len(kinds)))
     return net_lib.NetSpec(history=history, rate_hz=rate_hz, kinds=kinds, error_scale=inv_std(train.errors),
                            velocity_scale=inv_std(train.velocities),
                            torque_scale=tuple(1.0 / s for s in inv_std(train.torque)), hidden=hidden,
-                           rotor_inertia=rotor_inertia)
+                           rotor_inertia=rotor_inertia, coulomb=tuple(float(coulomb[k]) for k in kinds),
+                           viscous=tuple(float(viscous[k]) for k in kinds))
 
 
 def _loss(net: net_lib.ActuatorNet, batch: tuple[Array, ...]) -> Float[Array, ""]:
@@ -156,8 +158,9 @@ class Replay:
 
 
 def replay(net: net_lib.ActuatorNet, logs: list[log_lib.MotorLog], inertia: dict[str, float], *,
-           seconds: float) -> Replay:
-    """Open-loop replay of every full `seconds` window of `logs` (see the module doc)."""
+           seconds: float, substeps: int = 1) -> Replay:
+    """Open-loop replay of every full `seconds` window of `logs` (see the module doc);
+    each tick's torque is held over `substeps` integration steps."""
     spec = net.spec
     h = spec.history
     windows = {"command": [], "position": [], "velocity": [], "kind": []}
@@ -174,7 +177,8 @@ def replay(net: net_lib.ActuatorNet, logs: list[log_lib.MotorLog], inertia: dict
         raise log_lib.LogError(f"the held-out logs have no window of {seconds} s with {h} samples before it")
     w = {k: np.asarray(v) for k, v in windows.items()}
     armature = jnp.asarray([inertia[k] for k in spec.kinds]) + spec.rotor_inertia
-    dt = 1.0 / spec.rate_hz
+    coulomb, viscous = jnp.asarray(spec.coulomb), jnp.asarray(spec.viscous)
+    dt = 1.0 / spec.rate_hz / substeps
 
     def one(command, position, velocity, kind):
         errors0 = (command[:h] - position[:h])[::-1]
@@ -183,10 +187,19 @@ def replay(net: net_lib.ActuatorNet, logs: list[log_lib.MotorLog], inertia: dict
         def tick(carry, target_next):
             q, v, errors, velocities = carry
             tau = net(errors, velocities, kind)
-            v = v + tau / armature[kind] * dt
-            q = q + v * dt
+            inertia_k = armature[kind]
+            q_tick = q
+            for _ in range(substeps):
+                # Viscous friction implicitly; then dry friction stops the joint where the
+                # velocity change it allows (coulomb x dt / inertia) covers the free motion.
+                free = (v * inertia_k / dt + tau) / (inertia_k / dt + viscous[kind])
+                stick = coulomb[kind] * dt / inertia_k
+                v = jnp.where(jnp.abs(free) <= stick, 0.0, free - jnp.sign(free) * stick)
+                q = q + v * dt
             errors = jnp.concatenate([(target_next - q)[None], errors[:-1]])
-            velocities = jnp.concatenate([v[None], velocities[:-1]])
+            # As the logs measure it: the position's change over the tick (at one
+            # substep, as in MJX's semi-implicit step, the velocity itself).
+            velocities = jnp.concatenate([((q - q_tick) / (dt * substeps))[None], velocities[:-1]])
             return (q, v, errors, velocities), q
 
         carry = (position[h - 1], velocity[h - 1], errors0, velocities0)

@@ -11,10 +11,10 @@ saturated at the effort limit and by a torque-speed line that reaches zero at
 latency, drawn per tick). The host sends a new command every `command_hold` ticks (50 Hz).
 
 Each firmware tick logs what the host sees (common/actuator/log.py): the command it sent,
-the encoder position and velocity, the motor current (motor torque / torque constant) and
-the joint torque: the motor torque net of the rotor's friction, averaged over the tick,
-with sensor noise. That is the torque a simulator applies to a joint that carries the
-rotor inertia as armature (common/actuator/net.py), the one thing an actuator net learns.
+the encoder position and velocity, the motor current, and the motor torque it stands for
+(current x torque constant, with sensor noise): what an actuator net learns. The rotor
+inertia and friction are the joint's mechanics, which a simulator keeps
+(common/actuator/net.py); `joint_mechanics` gives them.
 """
 
 from __future__ import annotations
@@ -102,6 +102,13 @@ def joint_specs(xml_path: str = robots.BIPED_XML) -> dict[str, JointSpec]:
     return specs
 
 
+def joint_mechanics(specs: dict[str, JointSpec], servo: ServoModel) -> dict[str, tuple[float, ...]]:
+    """Per kind (in `specs` order), the mechanics a simulator keeps under an actuator net
+    fitted to this rig: Coulomb friction (N m) and viscous friction (N m s/rad)."""
+    return {"coulomb": tuple(servo.coulomb_fraction * s.effort for s in specs.values()),
+            "viscous": tuple(servo.viscous_fraction * s.effort / servo.top_speed for s in specs.values())}
+
+
 def substeps(spec: JointSpec, servo: ServoModel) -> int:
     """Physics steps per firmware tick: at least `servo.substeps`, and enough that the
     gearbox's spring mode (rotor against link) takes 12 steps a cycle or more."""
@@ -140,7 +147,6 @@ def run(spec: JointSpec, servo: ServoModel, commands: Float[np.ndarray, " T"], r
     m = mujoco.MjModel.from_xml_string(_rig_xml(spec, servo))
     d = mujoco.MjData(m)
     n_sub = substeps(spec, servo)
-    viscous = float(m.dof_damping[0])
     q0 = float(commands[0] if start is None else start)
     d.qpos[:] = q0
     tick = 1.0 / servo.firmware_hz
@@ -168,16 +174,12 @@ def run(spec: JointSpec, servo: ServoModel, commands: Float[np.ndarray, " T"], r
             available = spec.effort * max(0.0, 1.0 - abs(speed) / servo.top_speed)
             motor = float(np.clip(motor, -available, available))
         d.qfrc_applied[0] = motor
-        output = 0.0
-        for _ in range(n_sub):
-            mujoco.mj_step(m, d)
-            # The rotor's Coulomb friction (a constraint force) and viscous loss in this step.
-            output += (motor + d.qfrc_constraint[0] - viscous * d.qvel[0]) / n_sub
+        mujoco.mj_step(m, d, n_sub)
         out["command"][k] = commands[k]
         out["position"][k] = reading
         out["velocity"][k] = velocity
-        out["torque"][k] = output + rng.normal(0.0, servo.torque_noise * spec.effort)
-        out["current"][k] = motor / servo.torque_constant
+        out["torque"][k] = motor + rng.normal(0.0, servo.torque_noise * spec.effort)
+        out["current"][k] = out["torque"][k] / servo.torque_constant
     return log_lib.JointTrace(time=t0 + tick * np.arange(n), **out)
 
 

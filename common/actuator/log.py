@@ -8,11 +8,10 @@ unit is part of each column's name, so a log in other units is refused, not misr
     command_rad     float   the position target the firmware held at that tick
     position_rad    float   measured joint position
     velocity_rad_s  float   measured joint velocity
-    torque_nm       float   optional: the torque the actuator puts into the joint's rigid
-                            inertia (rotor inertia excluded, friction included): the motor
-                            torque less gearbox friction, from a joint torque sensor plus
-                            rotor inertia x acceleration, or current x torque constant less an
-                            identified friction model. An actuator net is fitted to this.
+    torque_nm       float   optional: the motor's torque at the joint (current x torque
+                            constant x gear ratio): what an actuator net is fitted to. The
+                            joint's friction and rotor inertia are not in it; a simulator
+                            keeps them (common/actuator/net.py).
     current_a       float   optional: measured motor current, kept as logged
 
 A .csv has a header line with these names; an .npz holds one 1-D array per column

@@ -2,16 +2,19 @@
 error and joint velocity to joint torque, its file format, and its input features.
 
 Sign convention: error = command - position (rad), velocity in rad/s, torque (N m)
-positive along the joint axis: the torque the actuator puts into the joint's rigid
-inertia, which keeps the rotor inertia as armature (common/actuator/log.py, torque_nm).
+positive along the joint axis: the motor's torque (common/actuator/log.py, torque_nm).
+The net models the servo (its firmware's control law and rate, latency, saturation, the
+torque-speed limit); the joint's mechanics, rotor inertia and Coulomb and viscous
+friction, stay with the simulator, which takes them from the file (`as_torque_motors`):
+friction is a reaction that holds a load still, not a function of the servo's history.
 One net serves every joint; a one-hot of the joint's kind (its name without a `left_` or
 `right_` prefix) tells the kinds apart. The history is spaced at the logging rate
 `rate_hz`, newest sample first.
 
 File: an .npz (loaded with allow_pickle=False) with `w0, b0, w1, b1, ...` and a JSON
 `metadata` string carrying everything needed to use the net: format, history, rate,
-kinds, input and output scales, hidden widths, activation, sign convention, the rotor
-inertia it was fitted with, and its validation figures.
+kinds, input and output scales, hidden widths, activation, sign convention, the joint
+mechanics (rotor inertia, per-kind Coulomb and viscous friction), and its validation figures.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class NetSpec:
     torque_scale: tuple[float, ...]  # per kind: torque = output x this
     hidden: tuple[int, ...]
     rotor_inertia: float  # kg m^2: the armature a simulator keeps under this net
+    coulomb: tuple[float, ...]  # per kind, N m: the joint's friction loss under this net
+    viscous: tuple[float, ...]  # per kind, N m s/rad: the joint's damping under this net
     figures: tuple[tuple[str, float], ...] = ()
 
     @property
@@ -119,6 +124,7 @@ def save(net: ActuatorNet, path: str) -> None:
     meta = {"format": FORMAT, "sign": SIGN, "activation": "softsign", "history": s.history, "rate_hz": s.rate_hz,
             "kinds": list(s.kinds), "error_scale": list(s.error_scale), "velocity_scale": list(s.velocity_scale),
             "torque_scale": list(s.torque_scale), "hidden": list(s.hidden), "rotor_inertia": s.rotor_inertia,
+            "coulomb": list(s.coulomb), "viscous": list(s.viscous),
             "num_params": net.num_params, "figures": dict(s.figures)}
     arrays = {"metadata": np.array(json.dumps(meta))}
     for i, (w, b) in enumerate(zip(net.weights, net.biases)):
@@ -149,8 +155,11 @@ def load(path: str) -> ActuatorNet:
                        velocity_scale=tuple(float(v) for v in meta["velocity_scale"]),
                        torque_scale=tuple(float(v) for v in meta["torque_scale"]),
                        hidden=tuple(int(h) for h in meta["hidden"]), rotor_inertia=float(meta["rotor_inertia"]),
+                       coulomb=tuple(float(v) for v in meta["coulomb"]),
+                       viscous=tuple(float(v) for v in meta["viscous"]),
                        figures=tuple((str(k), float(v)) for k, v in meta.get("figures", {}).items()))
-        if not all(len(getattr(spec, f)) == len(kinds) for f in ("error_scale", "velocity_scale", "torque_scale")):
+        per_kind = ("error_scale", "velocity_scale", "torque_scale", "coulomb", "viscous")
+        if not all(len(getattr(spec, f)) == len(kinds) for f in per_kind):
             raise ValueError("the per-kind scales do not match the kinds")
         sizes = (spec.num_inputs, *spec.hidden, 1)
         weights, biases = [], []
@@ -165,3 +174,21 @@ def load(path: str) -> ActuatorNet:
     except (KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
         raise NetFileError(f"actuator_net: {path} is malformed ({type(e).__name__}: {e})") from None
     return ActuatorNet(weights=tuple(weights), biases=tuple(biases), spec=spec)
+
+
+def as_torque_motors(m, spec: NetSpec, kinds: Sequence[int]) -> None:
+    """Turns the position servos of MuJoCo model `m` (in place) into the torque motors an
+    actuator net drives: gain 1 and no bias, a control range of the effort limit (which
+    stays the force range); each actuated joint (of kind index `kinds[i]`) gets the
+    net's joint mechanics in place of the MJCF's damping, friction loss and armature."""
+    effort = np.abs(m.actuator_forcerange).max(axis=1)
+    m.actuator_gainprm[:] = 0.0
+    m.actuator_gainprm[:, 0] = 1.0
+    m.actuator_biasprm[:] = 0.0
+    m.actuator_ctrlrange[:] = np.stack([-effort, effort], axis=1)
+    m.actuator_ctrllimited[:] = 1
+    dofs = m.jnt_dofadr[m.actuator_trnid[:, 0]]
+    kinds = np.asarray(kinds)
+    m.dof_damping[dofs] = np.asarray(spec.viscous)[kinds]
+    m.dof_frictionloss[dofs] = np.asarray(spec.coulomb)[kinds]
+    m.dof_armature[dofs] = spec.rotor_inertia

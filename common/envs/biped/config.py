@@ -95,6 +95,14 @@ class BipedWalkConfig:
     floor_geom: str = "floor"
     base_body: str = "base"
     keyframe: str = "home"
+    # "ideal": the MJCF's position servos. "learned": `actuator_net` (a file written by
+    # `experiments.actuator train`, common/actuator/net.py) gives each joint's torque at
+    # every physics step from its history of position error and velocity; the servos
+    # become torque motors (gain 1, effort limits kept), and the joints take the net
+    # file's mechanics (rotor inertia, Coulomb and viscous friction) in place of the
+    # MJCF's armature, friction loss and damping (which stands in for a servo's D gain).
+    actuator: str = "ideal"
+    actuator_net: str | None = None
     # 200 Hz physics (the MJCF's 5 ms) under a 50 Hz policy.
     frame_skip: int = 4
     episode_length: int = 1000
@@ -248,6 +256,11 @@ def validate(c: BipedWalkConfig) -> None:
     for name in ("action_scale", "tracking_sigma", "max_tilt", "max_qvel", "max_contact_force"):
         if not getattr(c, name) > 0:
             raise ValueError(f"{name}: must be > 0, got {getattr(c, name)!r}")
+    if c.actuator not in ("ideal", "learned"):
+        raise ValueError(f"actuator: must be 'ideal' or 'learned', got {c.actuator!r}")
+    if (c.actuator == "learned") != (c.actuator_net is not None):
+        raise ValueError("actuator_net: a net file goes with actuator='learned' and only with it, "
+                         f"got actuator={c.actuator!r}, actuator_net={c.actuator_net!r}")
     if c.push_direction not in ("any", "lateral"):
         raise ValueError(f"push_direction: must be 'any' or 'lateral', got {c.push_direction!r}")
     if not 0.0 <= c.command_zero_prob <= 1.0:

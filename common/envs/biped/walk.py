@@ -26,10 +26,12 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 from mujoco import mjx
 
 from common import contact, physics, quaternion, robots
+from common.actuator import net as actuator_net
+from common.actuator.net import ActuatorNet
 from common.envs.base import Env, State
 from common.envs.biped import randomize, rewards
 from common.envs.biped.config import PRIVILEGED_TERMS, BipedWalkConfig, validate
@@ -61,6 +63,9 @@ class BipedWalk(Env):
     nominal_friction: float = eqx.field(static=True)
     # Seconds per policy step (timestep x frame_skip), a Python float even under jit.
     dt: float = eqx.field(static=True)
+    # `config.actuator == "learned"`: the net, and each actuator's joint kind in its spec.
+    actuator_net: ActuatorNet | None = None
+    joint_kind: Int[Array, " nu"] | None = None
 
     @property
     def observation_size(self) -> int:
@@ -107,6 +112,15 @@ class BipedWalk(Env):
         limit = max(abs(v) for v in c.command_yaw)
         rate = jnp.clip(drawn + c.heading_hold * error, -limit, limit)
         return command.at[2].set(rate), jnp.stack([quaternion.wrap(target), drawn])
+
+    def _net_torque(self, data: mjx.Data, target: Float[Array, " nu"],
+                    history: tuple[Array, Array]) -> tuple[Float[Array, " nu"], tuple[Array, Array]]:
+        """One physics step's joint torques from the actuator net, and its new history
+        (per joint, newest first, of target - position and velocity)."""
+        errors, velocities = history
+        errors = jnp.concatenate([(target - data.qpos[7:])[:, None], errors[:, :-1]], axis=1)
+        velocities = jnp.concatenate([data.qvel[6:, None], velocities[:, :-1]], axis=1)
+        return self.actuator_net(errors, velocities, self.joint_kind), (errors, velocities)
 
     def _terms(self, qpos, qvel, command, last_action) -> dict[str, Array]:
         c = self.config
@@ -181,6 +195,10 @@ class BipedWalk(Env):
         }
         if stress is not None:
             info["stress"] = stress
+        if self.actuator_net is not None:
+            h = self.actuator_net.spec.history
+            error = self.statics.default_ctrl - joints
+            info["actuator_history"] = (jnp.repeat(error[:, None], h, axis=1), jnp.zeros((self.model.nu, h)))
         if c.heading_hold > 0:
             info["heading"] = jnp.stack([jnp.asarray(yaw, jnp.float32), info["command"][2]])
         obs, critic_obs = self._observe(k_obs, qpos, qvel, info)
@@ -213,7 +231,13 @@ class BipedWalk(Env):
         force = jnp.where(push.remaining > 0, push.force, 0.0)
         data = state.data.replace(xfrc_applied=state.data.xfrc_applied.at[self.base_body, :3].set(force))
         model = randomize.apply(self.model, r, stress) if c.randomize else self.model
-        data, ok = physics.guarded_step(physics.make_step_fn(c.frame_skip), model, data, ctrl, c.max_qvel)
+        new_info = dict(info)
+        if self.actuator_net is None:
+            data, ok = physics.guarded_step(physics.make_step_fn(c.frame_skip), model, data, ctrl, c.max_qvel)
+        else:
+            step_fn = physics.make_controlled_step_fn(c.frame_skip, self._net_torque)
+            data, new_info["actuator_history"], ok = physics.guarded_controlled_step(
+                step_fn, model, data, ctrl, info["actuator_history"], c.max_qvel)
 
         qpos, qvel = data.qpos, data.qvel
         rot = quaternion.to_matrix(qpos[3:7])
@@ -264,7 +288,6 @@ class BipedWalk(Env):
         command = jnp.where(redraw, self.draw_command(k_cmd, info["command_level"]), info["command"])
         timer = jnp.where(redraw, self._command_timer(k_timer), timer)
 
-        new_info = dict(info)
         if c.heading_hold > 0:
             command, new_info["heading"] = self._hold_heading(info["heading"], command, redraw, qpos[3:7])
         new_info.update(
@@ -307,6 +330,10 @@ def make(config: BipedWalkConfig) -> BipedWalk:
         joint_low=jnp.asarray(m.jnt_range[joint_ids, 0], jnp.float32),
         joint_high=jnp.asarray(m.jnt_range[joint_ids, 1], jnp.float32),
     )
+    net, kinds = None, None
+    if config.actuator == "learned":
+        net, kinds = _load_net(config, m)
+        actuator_net.as_torque_motors(m, net.spec, np.asarray(kinds))
     model = physics.put_model(m, config.impl)
     floor = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, config.floor_geom)
     return BipedWalk(
@@ -317,7 +344,26 @@ def make(config: BipedWalkConfig) -> BipedWalk:
         foot_sensors=contact.ForceSensors.of(m, config.contact_geoms),
         nominal_friction=float(m.geom_friction[floor, 0]),
         dt=float(m.opt.timestep) * config.frame_skip,
+        actuator_net=net,
+        joint_kind=kinds,
     )
+
+
+def _load_net(config: BipedWalkConfig, m: mujoco.MjModel) -> tuple[ActuatorNet, Array]:
+    """The actuator net of `config`, checked against the model: its rate is the physics
+    rate, and it knows every actuator's joint kind."""
+    try:
+        net = actuator_net.load(config.actuator_net)
+        rate = 1.0 / float(m.opt.timestep)
+        if abs(net.spec.rate_hz - rate) > 1e-6 * rate:
+            raise actuator_net.NetFileError(
+                f"actuator_net: {config.actuator_net} was fitted at {net.spec.rate_hz:g} Hz, the physics runs "
+                f"at {rate:g} Hz (its history must be spaced at the physics step)")
+        names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, i) for i in range(m.nu)]
+        kinds = net.spec.kind_index(names)
+    except actuator_net.NetFileError as e:
+        raise robots.ModelError(str(e)) from None
+    return net, jnp.asarray(kinds)
 
 
 def _check_model(m: mujoco.MjModel, config: BipedWalkConfig) -> None:

@@ -1,0 +1,116 @@
+"""Learned actuators: the log format's loader, the bench rig, and fitting the net."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from common.actuator import log as log_lib
+from common.actuator import net as net_lib
+from ppo_amp import actuator_fit, actuator_rig
+
+
+@pytest.fixture(scope="module")
+def knee():
+    return actuator_rig.joint_specs()["knee"]
+
+
+@pytest.fixture(scope="module")
+def step_log(knee):
+    """The knee rig's answer to two 0.9 rad command steps, with a fixed 2-tick latency."""
+    servo = actuator_rig.ServoModel(latency_ticks=(2, 2))
+    commands = np.concatenate([np.full(60, 0.3), np.full(60, 1.2), np.full(60, 0.3)])
+    return servo, actuator_rig.run(knee, servo, commands, np.random.default_rng(0))
+
+
+def _columns(n=100, rate=200.0):
+    t = np.arange(n) / rate
+    q = 0.3 * np.sin(2 * np.pi * t)
+    return {"time_s": t, "joint": np.full(n, "left_knee"), "command_rad": q + 0.01, "position_rad": q,
+            "velocity_rad_s": np.gradient(q, 1 / rate), "torque_nm": 2 * np.cos(2 * np.pi * t)}
+
+
+def test_good_logs_load_from_npz_and_csv_alike(tmp_path):
+    trace = log_lib.check("x", _columns()).joints["left_knee"]
+    for ext in ("npz", "csv"):
+        path = str(tmp_path / f"log.{ext}")
+        log_lib.save(path, {"left_knee": trace})
+        log = log_lib.load(path, rate_hz=200.0)
+        assert log.rate_hz == pytest.approx(200.0) and list(log.joints) == ["left_knee"]
+        got = log.joints["left_knee"]
+        np.testing.assert_allclose(got.position, trace.position, atol=1e-12)
+        np.testing.assert_allclose(got.torque, trace.torque, atol=1e-12)
+        assert got.current is None
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("velocity_rad_s"), "missing column"),
+    (lambda c: c.update(position_deg=c.pop("position_rad")), "convert it to 'position_rad'"),
+    (lambda c: c.update(torq_nm=c.pop("torque_nm")), "unknown column 'torq_nm'"),
+    (lambda c: c["time_s"].__setitem__(50, c["time_s"][49]), "not strictly increasing"),
+    (lambda c: c["time_s"].__setitem__(slice(60, None), c["time_s"][60:] + 0.1), "a gap of 0.105"),
+    (lambda c: c.update(position_rad=np.degrees(c["position_rad"]) * 10), "more than 2 pi"),
+    (lambda c: c.update(velocity_rad_s=np.degrees(c["velocity_rad_s"])), "other units"),
+    (lambda c: c["torque_nm"].__setitem__(3, np.nan), "non-finite"),
+])
+def test_bad_logs_are_refused_in_one_line(change, message):
+    columns = _columns()
+    change(columns)
+    with pytest.raises(log_lib.LogError, match=message) as e:
+        log_lib.check("bad.npz", columns)
+    assert "\n" not in str(e.value) and str(e.value).startswith("bad.npz")
+
+
+def test_wrong_rate_and_pickled_or_broken_files_are_refused(tmp_path):
+    with pytest.raises(log_lib.LogError, match="logged at 100 Hz"):
+        log_lib.check("x", _columns(rate=100.0), rate_hz=200.0)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, **{**_columns(), "joint": np.array(["left_knee"] * 100, dtype=object)})
+    with pytest.raises(log_lib.LogError, match="pickled Python objects"):
+        log_lib.load(str(pickled))
+    broken = tmp_path / "broken.csv"
+    broken.write_text("time_s,joint,command_rad,position_rad,velocity_rad_s\n0.0,left_knee,0.1,abc,0\n")
+    with pytest.raises(log_lib.LogError, match="'abc' is not a number"):
+        log_lib.load(str(broken))
+
+
+def test_the_rig_shows_its_latency_and_saturation(step_log, knee):
+    servo, log = step_log
+    # Ticks 60-61: the new command is not there yet (2 ticks late); tick 62 saturates.
+    current = log.current * servo.torque_constant
+    assert abs(current[61]) < 0.1 * knee.effort
+    assert current[62] == pytest.approx(knee.effort, rel=1e-3)
+    assert np.max(np.abs(current)) <= knee.effort + 1e-9
+    # Quantisation: every reading sits on the 14-bit grid.
+    counts = log.position / (2 * np.pi / 2**servo.encoder_bits)
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)
+    # Saturated, the joint is slowed by the torque-speed line: it nears the top speed.
+    assert 0.5 * servo.top_speed < np.max(log.velocity[60:120]) < 1.1 * servo.top_speed
+    # It reaches the new command, then comes back, to within the friction's dead band
+    # (Coulomb friction / kp = 0.035 rad).
+    band = servo.coulomb_fraction * knee.effort / knee.kp + 0.005
+    assert abs(log.position[115] - 1.2) < band and abs(log.position[-1] - 0.3) < band
+
+
+def test_a_tiny_fit_reduces_the_loss_and_the_file_round_trips(tmp_path, knee):
+    rng = np.random.default_rng(1)
+    servo = actuator_rig.ServoModel()
+    commands = actuator_rig.held(actuator_rig.host_commands("random_walks", knee, 8.0, 50.0, rng), 4)
+    log = log_lib.MotorLog("rig", 200.0, {"left_knee": actuator_rig.run(knee, servo, commands, rng)})
+    s = actuator_fit.samples([log], ("knee",), 3)
+    train, valid = s.take(s.block % 4 != 0), s.take(s.block % 4 == 0)
+    spec = actuator_fit.make_spec(train, ("knee",), 3, 200.0, (8,), servo.rotor_inertia, coulomb={"knee": 1.75},
+                                  viscous={"knee": 0.09})
+    net, history = actuator_fit.fit(jax.random.PRNGKey(0), train, valid, spec, learning_rate=1e-2, batch_size=64,
+                                    max_epochs=15, patience=100, log=lambda m: None)
+    assert history[-1]["valid_loss"] < 0.5 * history[0]["valid_loss"]
+    path = str(tmp_path / "net.npz")
+    net_lib.save(net, path)
+    again = net_lib.load(path)
+    np.testing.assert_allclose(actuator_fit.predict(again, valid), actuator_fit.predict(net, valid), rtol=1e-6)
+    meta = json.loads(str(np.load(path)["metadata"]))
+    assert meta["sign"].startswith("error = command_rad - position_rad") and meta["num_params"] == net.num_params
+    np.savez(tmp_path / "bad.npz", metadata=np.array(json.dumps({**meta, "hidden": [9]})), w0=np.zeros((2, 2)))
+    with pytest.raises(net_lib.NetFileError, match="malformed"):
+        net_lib.load(str(tmp_path / "bad.npz"))
