@@ -91,6 +91,9 @@ class Pipeline:
     # Summary fields beyond the shared ones, from the records and the latest evaluation
     # (in a resumed run that has not evaluated since, the whole last record holding one).
     summary_fields: Callable[[Sequence[Record], Record | None], dict[str, Any]] = _no_fields
+    # `keep_inputs(config, run_path)`: copies the input files the run depends on into its
+    # directory (checking a resumed run's copies) and returns what to record of them.
+    keep_inputs: Callable[[ml_collections.ConfigDict, str], dict[str, Any]] = lambda config, path: {}
 
 
 def _floats(tree: dict[str, Any]) -> dict[str, float]:
@@ -114,6 +117,9 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     run_dir = results.RunDir(config.results_dir, pipeline.experiment, results.run_name(resolved), resolved,
                              tensorboard=config.tensorboard)
     logging.info("results in %s", run_dir.path)
+    inputs = pipeline.keep_inputs(config, run_dir.path)
+    if inputs:
+        results.atomic_write_json(os.path.join(run_dir.path, "inputs.json"), inputs)
 
     state = trainer.init(jax.random.PRNGKey(config.seed))
     ckpt = checkpoint.Checkpointer(run_dir.sub("checkpoints"), max_to_keep=config.checkpoints_to_keep)

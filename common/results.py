@@ -16,9 +16,11 @@ the same config (up to `RESUMABLE_FIELDS`) reopens it for resuming.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +28,7 @@ from matplotlib.figure import Figure
 from tensorboardX import SummaryWriter
 
 from common.config import ConfigError, fingerprint
+from common.errors import UserError
 
 # Fields that may change between a run and its resumption.
 RESUMABLE_FIELDS = ("num_iterations", "results_dir", "run_name", "compile_cache_dir", "eval_every", "cpu_devices",
@@ -46,6 +49,33 @@ def atomic_write_json(path: str, obj: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def file_sha256(path: str) -> str:
+    """The SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def keep_input(run_path: str, field: str, source: str, name: str) -> dict[str, str]:
+    """Copies the input file `source` (config field `field`) into the run as `name`, or,
+    where the run already holds one (a resumed run), checks that `source` is the same
+    file; returns {"source", "copy", "sha256"} for the run's records."""
+    copy = os.path.join(run_path, name)
+    digest = file_sha256(source)
+    if os.path.exists(copy):
+        kept = file_sha256(copy)
+        if kept != digest:
+            raise UserError(f"{field}: {source} (sha256 {digest[:12]}) is not the file this run started with "
+                            f"({copy}, sha256 {kept[:12]}); pass that file, or start a new run_name")
+    else:
+        tmp = f"{copy}.tmp{os.getpid()}"
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, copy)
+    return {"source": source, "copy": copy, "sha256": digest}
 
 
 def _finite_or_none(value: Any) -> Any:

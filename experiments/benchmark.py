@@ -39,6 +39,9 @@ _C_THREADS = flags.DEFINE_integer("c_threads", 0, "ES: threads for MuJoCo C's ro
 _ES = flags.DEFINE_bool("es", True, "ES: also time the population rollout and a whole ES iteration.")
 _GYM_HORIZON = flags.DEFINE_integer(
     "gym_horizon", 20, "ES: horizon for the `gym` profile, which is ~100x slower; 0 uses the config's.")
+_ACTUATOR_NET = flags.DEFINE_string(
+    "actuator_net", None, "PPO+AMP: also time the env step under this actuator net (task.actuator=learned), "
+    "against the ideal actuators' step.")
 _ROLLOUTS = flags.DEFINE_integer(
     "ppo_rollouts", 1, "PPO+AMP: the physics baselines' horizon in rollouts (horizon = this x rollout_length).")
 
@@ -84,7 +87,7 @@ def main(argv: Sequence[str]) -> None:
 
     def measure_all(cache_dir: str | None):
         if not es:
-            yield from measure.measure(benchmark_ppo.jobs(config, mesh, _ROLLOUTS.value), repeats=_REPEATS.value,
+            yield from measure.measure(benchmark_ppo.jobs(config, mesh, _ROLLOUTS.value, _ACTUATOR_NET.value), repeats=_REPEATS.value,
                                        cache_dir=cache_dir)
             return
         for profile in _PROFILES.value:

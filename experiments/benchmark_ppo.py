@@ -12,7 +12,10 @@ config's own physics profile:
   * `ppo_amp_iteration`: one whole `Trainer.iteration` (the same rollout with the actor
     and critic, AMP windows, discriminator steps, GAE, PPO epochs), counted as
     num_envs x rollout_length env steps; baseline `ppo_rollout`, the identical shape,
-    sharding and rollout form (1.0: networks and updates cost nothing).
+    sharding and rollout form (1.0: networks and updates cost nothing);
+  * with `actuator_net`, `mjx_env_step_learned_actuators`: `mjx_env_step` with the net
+    driving the joints (task.actuator=learned), baseline `mjx_env_step` (the config's own
+    actuators, ideal unless it says otherwise).
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
-from common import rollout, sharding
+from common import envs, rollout, sharding
 from experiments.measure import Job, env_steps, physics_steps
+from ppo_amp import config as ppo_config
 from ppo_amp.trainer import Trainer
 
 
-def jobs(config: ml_collections.ConfigDict, mesh: Mesh | None, rollouts: int) -> list[Job]:
+def jobs(config: ml_collections.ConfigDict, mesh: Mesh | None, rollouts: int,
+         actuator_net: str | None = None) -> list[Job]:
     """The module docstring's lines."""
     trainer = Trainer(config, mesh)
     env = trainer.env
@@ -56,10 +61,18 @@ def jobs(config: ml_collections.ConfigDict, mesh: Mesh | None, rollouts: int) ->
 
     running = rollout.Running(state=state.env_state, extra=(), episode_return=state.episode_return,
                               episode_length=state.episode_length)
+    learned = []
+    if actuator_net is not None:
+        net_env = envs.make(ppo_config.ENV, **(ppo_config.env_overrides(config)
+                                               | {"actuator": "learned", "actuator_net": actuator_net}))
+        net_states = jax.jit(jax.vmap(net_env.reset))(jax.random.split(jax.random.PRNGKey(config.seed), batch))
+        learned = [Job("mjx_env_step_learned_actuators", env_steps(net_env, horizon, mesh), net_states,
+                       batch * horizon, "mjx_env_step", fields)]
     return [
         Job("mjx_physics", physics_steps(env, horizon, mesh, env.statics.default_ctrl), states.data,
             batch * horizon, fields=fields),
         Job("mjx_env_step", env_steps(env, horizon, mesh), states, batch * horizon, "mjx_physics", fields),
         Job("ppo_rollout", one_rollout, running, iteration_steps, "mjx_env_step", iteration_fields),
         Job("ppo_amp_iteration", trainer.iteration, state, iteration_steps, "ppo_rollout", iteration_fields),
+        *learned,
     ]

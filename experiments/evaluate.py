@@ -56,6 +56,10 @@ _SECONDS = flags.DEFINE_float("seconds", None, "PPO+AMP: seconds per episode; de
                                "(the robustness suite: 30).")
 _HEADING = flags.DEFINE_float("heading_hold", None, "PPO+AMP: the command layer's heading hold (1/s, 0 = off; "
                                "common/envs/biped/config.py); default: the run's task.heading_hold.")
+_ACTUATOR = flags.DEFINE_enum("actuator", None, ["ideal", "learned"], "PPO+AMP: the actuators to judge the policy "
+                               "under; default: the run's task.actuator.")
+_ACTUATOR_NET = flags.DEFINE_string("actuator_net", None, "PPO+AMP, with --actuator=learned: the actuator net file "
+                                    "(experiments.actuator train); default: the run's own.")
 _SUITE = flags.DEFINE_enum("suite", None, ["robustness"], "PPO+AMP: run a suite of scenarios instead.")
 
 _ES_EPISODES = 10
@@ -65,14 +69,27 @@ _SUITE_SECONDS = 30.0
 _SUITE_TARGETS = {"success rate": 0.7, "distance (m)": 10.0, "mean power (W)": 30.0}
 
 
-def _heading() -> dict[str, float]:
-    return {} if _HEADING.value is None else {"heading_hold": _HEADING.value}
+def _env_flags(run: saved_run.SavedRun) -> dict[str, object]:
+    """The task overrides of --heading_hold, --actuator and --actuator_net."""
+    out: dict[str, object] = {} if _HEADING.value is None else {"heading_hold": _HEADING.value}
+    if _ACTUATOR_NET.value is not None and _ACTUATOR.value != "learned":
+        raise ConfigError("--actuator_net: goes with --actuator=learned")
+    if _ACTUATOR.value == "ideal":
+        out.update(actuator="ideal", actuator_net=None)
+    elif _ACTUATOR.value == "learned":
+        net = _ACTUATOR_NET.value or run.config.task.get("actuator_net")
+        if net is None:
+            raise ConfigError(f"--actuator=learned: {run.path!r} trained on ideal actuators; name a net file "
+                              "with --actuator_net")
+        out.update(actuator="learned", actuator_net=net)
+    return out
 
 
 def _evaluate_es(run: saved_run.SavedRun) -> dict:
-    for flag in (_COMMAND, _SECONDS, _HEADING):
+    for flag in (_COMMAND, _SECONDS, _HEADING, _ACTUATOR, _ACTUATOR_NET):
         if flag.present:
-            raise ConfigError(f"--{flag.name}: only PPO+AMP runs take --command, --seconds and --heading_hold; "
+            raise ConfigError(f"--{flag.name}: only PPO+AMP runs take --command, --seconds, --heading_hold and "
+                              f"--actuator; "
                               f"{run.path!r} is an ES run")
     episodes = _ES_EPISODES if _EPISODES.value is None else _EPISODES.value
     trainer, state = saved_run.restore(run)
@@ -90,12 +107,12 @@ def _evaluate_ppo_amp(run: saved_run.SavedRun, command) -> dict:
     steps = round(seconds / trainer.env.dt)
     if steps < 1:
         raise ConfigError(f"--seconds: {seconds} is shorter than one policy step ({trainer.env.dt} s)")
-    eval_env = trainer.make_eval_env(command, steps, **_heading())
+    eval_env = trainer.make_eval_env(command, steps, **_env_flags(run))
     metrics = trainer.evaluate(state, jax.random.PRNGKey(_SEED.value), episodes=episodes, env=eval_env, steps=steps)
     figures = {k: float(v) for k, v in jax.device_get(metrics).items()}
     figures["episodes"], figures["falls"] = int(figures["episodes"]), int(figures["falls"])
     return {"run": run.path, "physics": run.physics, "iteration": int(state.iteration), "command": list(command),
-            "heading_hold": eval_env.config.heading_hold, "seconds": steps * trainer.env.dt, "steps": steps, **figures}
+            "heading_hold": eval_env.config.heading_hold, "actuator": eval_env.config.actuator, "seconds": steps * trainer.env.dt, "steps": steps, **figures}
 
 
 def _robustness(run: saved_run.SavedRun, command) -> list[dict]:
@@ -116,14 +133,14 @@ def _robustness(run: saved_run.SavedRun, command) -> list[dict]:
     for long in (False, True):
         idx = [i for i, s in enumerate(robustness.SCENARIOS) if (s.walk_distance is not None) == long]
         steps = walk_steps if long else max(1, round(seconds / dt))
-        walk = trainer.make_eval_env(command, steps, **robustness.env_overrides(dt), **_heading())
+        walk = trainer.make_eval_env(command, steps, **robustness.env_overrides(dt), **_env_flags(run))
         specs = tuple(robustness.SCENARIOS[i] for i in idx)
         out = suite(walk, robustness.stack(specs, walk.nominal_friction), state.actor, state.obs_stats,
                     keys[jnp.asarray(idx)], steps=steps, obs_clip=float(config.ppo.obs_clip))
         for line in robustness.summarize(out, specs, dt):
             sums[line["scenario"]] = line
     lines = [{"run": run.path, "iteration": int(state.iteration), "physics": run.physics, "command": list(command),
-              "heading_hold": walk.config.heading_hold, **sums[s.name]} for s in robustness.SCENARIOS]
+              "heading_hold": walk.config.heading_hold, "actuator": walk.config.actuator, **sums[s.name]} for s in robustness.SCENARIOS]
     results.atomic_write_json(os.path.join(run.path, "robustness.json"), lines)
     os.makedirs(os.path.join(run.path, "plots"), exist_ok=True)
     panels = {"success rate": {l["scenario"]: l["success_rate"] for l in lines},

@@ -83,6 +83,9 @@ def open_run(run_path: str, physics: str | None = None) -> SavedRun:
         raise ConfigError(f"--physics: {what}, one of {sorted(profiles)}, got {name!r}")
     # The named profile runs as defined: the run's own solver and contact overrides go.
     config = under_profile(with_defaults(config, defaults.get_config()), physics, overrides)
+    kept = os.path.join(run_path, ppo_hooks.ACTUATOR_NET_COPY)
+    if experiment == ppo_hooks.EXPERIMENT and config.task.actuator == "learned" and os.path.isfile(kept):
+        config.task.actuator_net = kept  # the run's own copy: the file it trained with
     validate(config)
     # Checked here so that a run with none is reported without creating anything in it.
     if not os.path.isdir(os.path.join(run_path, "checkpoints")):

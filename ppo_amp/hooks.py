@@ -71,6 +71,17 @@ def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any]
     return {"final_eval": last_eval, "late_disc_accuracy": _late_mean(records, _DISC_FIGURES)}
 
 
+# Where a run keeps the actuator net it trains with (experiments.evaluate reads it there).
+ACTUATOR_NET_COPY = "actuator_net.npz"
+
+
+def _keep_inputs(config: ml_collections.ConfigDict, run_path: str) -> dict[str, Any]:
+    if config.task.actuator != "learned":
+        return {}
+    return {"actuator_net": results.keep_input(run_path, "task.actuator_net", config.task.actuator_net,
+                                               ACTUATOR_NET_COPY)}
+
+
 PIPELINE = host_loop.Pipeline(
     experiment=EXPERIMENT,
     validate=ppo_config.validate,
@@ -82,4 +93,5 @@ PIPELINE = host_loop.Pipeline(
     playback=Trainer.playback,
     eval_fields=_eval_record,
     summary_fields=_summary_fields,
+    keep_inputs=_keep_inputs,
 )

@@ -12,14 +12,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-import zipfile
 from collections.abc import Sequence
 
 import mujoco
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
-from common import quaternion, robots
+from common import npz, quaternion, robots
 from common.errors import UserError
 
 # The biped's actuator order (left leg, then right leg), as in common/assets/biped.xml.
@@ -263,21 +262,10 @@ def load_npz(
     joint_names = tuple(BIPED_JOINT_NAMES if joint_names is None else joint_names)
     if fps is not None and not (np.isfinite(fps) and fps > 0):
         raise MotionError(f"{path}: the requested frame rate must be positive, got {fps}")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise MotionError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise MotionError(f"{path}: not a readable .npz archive ({_one_line(e)})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise MotionError(f"{path}: holds a single array, expected an .npz archive with keys {list(_REQUIRED_KEYS)}")
-    with archive:
-        missing = [k for k in _REQUIRED_KEYS if k not in archive.files]
-        if missing:
-            raise MotionError(
-                f"{path}: missing key(s) {missing}; expected {list(_REQUIRED_KEYS)} (+ optional 'joint_names')"
-            )
-        arrays = {k: _read_key(path, archive, k) for k in archive.files if k in (*_REQUIRED_KEYS, "joint_names")}
+    arrays = npz.read(path, MotionError)
+    missing = [k for k in _REQUIRED_KEYS if k not in arrays]
+    if missing:
+        raise MotionError(f"{path}: missing key(s) {missing}; expected {list(_REQUIRED_KEYS)} (+ optional 'joint_names')")
     columns = arrays["joint_pos"]
     if "joint_names" in arrays:
         if arrays["joint_names"].dtype.kind not in "US":
@@ -296,16 +284,6 @@ def load_npz(
         os.path.splitext(os.path.basename(path))[0], rate, root_pos, root_quat, joint_pos,
         joint_names=joint_names, contact_height=contact_height, contact_speed=contact_speed, xml_path=xml_path,
     )
-
-
-def _read_key(path: str, archive, key: str) -> np.ndarray:
-    try:
-        return archive[key]
-    except ValueError:
-        # numpy refuses object arrays when allow_pickle=False: unpickling runs code.
-        raise MotionError(
-            f"{path}: '{key}' holds pickled Python objects, which are refused; store plain arrays"
-        ) from None
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,8 +1,11 @@
 """Learned actuators: the log format's loader, the bench rig, and fitting the net."""
 
+import dataclasses
 import json
 
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,7 +22,7 @@ def knee():
 @pytest.fixture(scope="module")
 def step_log(knee):
     """The knee rig's answer to two 0.9 rad command steps, with a fixed 2-tick latency."""
-    servo = actuator_rig.ServoModel(latency_ticks=(2, 2))
+    servo = actuator_rig.ServoModel(latency_ticks=(2, 2), torque_noise=0.0)
     commands = np.concatenate([np.full(60, 0.3), np.full(60, 1.2), np.full(60, 0.3)])
     return servo, actuator_rig.run(knee, servo, commands, np.random.default_rng(0))
 
@@ -114,3 +117,72 @@ def test_a_tiny_fit_reduces_the_loss_and_the_file_round_trips(tmp_path, knee):
     np.savez(tmp_path / "bad.npz", metadata=np.array(json.dumps({**meta, "hidden": [9]})), w0=np.zeros((2, 2)))
     with pytest.raises(net_lib.NetFileError, match="malformed"):
         net_lib.load(str(tmp_path / "bad.npz"))
+
+
+@pytest.fixture(scope="module")
+def net_file(tmp_path_factory):
+    """An untrained net over the biped's six joint kinds, with torques of a few N m."""
+    kinds = actuator_rig.KINDS
+    ones = tuple(1.0 for _ in kinds)
+    spec = net_lib.NetSpec(history=3, rate_hz=200.0, kinds=kinds, error_scale=tuple(10.0 for _ in kinds),
+                           velocity_scale=ones, torque_scale=tuple(5.0 for _ in kinds), hidden=(16,),
+                           rotor_inertia=0.02, coulomb=tuple(0.1 * i for i in range(6)), viscous=ones)
+    path = str(tmp_path_factory.mktemp("net") / "net.npz")
+    net_lib.save(net_lib.ActuatorNet.init(jax.random.PRNGKey(0), spec), path)
+    slow = str(tmp_path_factory.mktemp("net") / "slow.npz")
+    net_lib.save(net_lib.ActuatorNet.init(jax.random.PRNGKey(0), dataclasses.replace(spec, rate_hz=100.0)), slow)
+    return path, slow
+
+
+def test_learned_actuators_drive_the_biped_inside_the_jitted_step(net_file):
+    from common import envs, robots
+
+    path, slow = net_file
+    env = envs.make("biped_walk", actuator="learned", actuator_net=path, episode_length=20)
+    net = env.actuator_net
+    m = env.model
+    np.testing.assert_array_equal(m.actuator_gainprm[:, 0], 1.0)
+    np.testing.assert_array_equal(m.actuator_biasprm, 0.0)
+    dofs = np.arange(6, 18)
+    kinds = np.asarray(env.joint_kind)
+    assert [actuator_rig.KINDS[k] for k in kinds[:6]] == list(actuator_rig.KINDS)
+    np.testing.assert_allclose(m.dof_frictionloss[dofs], 0.1 * kinds, rtol=1e-6)
+    np.testing.assert_allclose(m.dof_armature[dofs], 0.02)
+
+    keys = jax.random.split(jax.random.PRNGKey(1), 3)
+    reset = eqx.filter_jit(jax.vmap(env.reset))
+    step = eqx.filter_jit(jax.vmap(env.step))
+    s0 = reset(keys)
+    errors, velocities = s0.info["actuator_history"]
+    assert errors.shape == velocities.shape == (3, 12, 3)
+    # Reset: the history holds the standing start (default target - joints), no motion.
+    expected = env.statics.default_ctrl - s0.data.qpos[:, 7:]
+    np.testing.assert_allclose(errors, np.repeat(np.asarray(expected)[..., None], 3, axis=-1), atol=1e-7)
+    np.testing.assert_array_equal(velocities, 0.0)
+    actions = 0.3 * jax.random.normal(jax.random.PRNGKey(2), (25, 3, 12))
+    s, forces = s0, []
+    for a in actions:
+        s = step(s, a)
+        forces.append(s.data.actuator_force)
+    assert np.all(np.isfinite(np.asarray(forces))) and np.all(np.isfinite(s.obs))
+    # The last substep's torque is the net's answer to the history the step hands on.
+    e, v = s.info["actuator_history"]
+    answer = jax.vmap(net, in_axes=(0, 0, None))(e, v, env.joint_kind)
+    torque = jnp.clip(answer, -m.actuator_forcerange[:, 1], m.actuator_forcerange[:, 1])
+    np.testing.assert_allclose(s.data.actuator_force, torque, rtol=1e-5, atol=1e-5)
+    # Each env's history is its own: the batch reversed gives each env the same history;
+    # and the same inputs give the same states.
+    batch = step(s0, actions[0])
+    flipped = step(jax.tree.map(lambda x: x[::-1], s0), actions[0][::-1])
+    for a, b in zip(batch.info["actuator_history"], flipped.info["actuator_history"]):
+        np.testing.assert_allclose(a, b[::-1], atol=1e-6)
+    assert not np.allclose(batch.info["actuator_history"][0][0], batch.info["actuator_history"][0][1])
+    again = step(s0, actions[0])
+    np.testing.assert_array_equal(again.data.qpos, batch.data.qpos)
+    # A new episode starts from a fresh history, whatever the last one left.
+    fresh = reset(keys)
+    np.testing.assert_array_equal(fresh.info["actuator_history"][1], 0.0)
+    with pytest.raises(robots.ModelError, match="fitted at 100 Hz"):
+        envs.make("biped_walk", actuator="learned", actuator_net=slow)
+    with pytest.raises(robots.ModelError, match="actuator_net"):
+        envs.make("biped_walk", actuator="learned")

@@ -24,11 +24,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import zipfile
 
 import numpy as np
 from jaxtyping import Float
 
+from common import npz
 from common.errors import UserError
 
 REQUIRED = ("time_s", "joint", "command_rad", "position_rad", "velocity_rad_s")
@@ -75,20 +75,7 @@ class MotorLog:
 
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise LogError(f"{path}: not a readable .npz archive ({type(e).__name__})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise LogError(f"{path}: holds a single array; expected an .npz archive of columns {list(REQUIRED)}")
-    with archive:
-        out = {}
-        for key in archive.files:
-            try:
-                out[key] = archive[key]
-            except ValueError:
-                raise LogError(f"{path}: column {key!r} holds pickled Python objects, which are refused") from None
-    return out
+    return npz.read(path, LogError)
 
 
 def _read_csv(path: str) -> dict[str, np.ndarray]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import zipfile
 from collections.abc import Sequence
 
 import equinox as eqx
@@ -31,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from common import npz
 from common.errors import UserError
 
 FORMAT = "actuator_net/1"
@@ -138,13 +138,7 @@ def save(net: ActuatorNet, path: str) -> None:
 
 def load(path: str) -> ActuatorNet:
     """Reads a net file; anything wrong is one `NetFileError` line naming the file."""
-    if not os.path.isfile(path):
-        raise NetFileError(f"actuator_net: no such file {path!r}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, AttributeError) as e:
-        raise NetFileError(f"actuator_net: {path} is not a readable net file ({type(e).__name__})") from None
+    arrays = npz.read(path, NetFileError, "actuator net file (.npz)")
     try:
         meta = json.loads(str(arrays["metadata"]))
         if meta.get("format") != FORMAT:
