@@ -39,4 +39,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.net.patience = 15
     c.net.validation_fraction = 0.15
     c.net.replay_seconds = 2.0
+    # Integration steps per 5 ms tick in the replay (the torque held over the tick).
+    c.net.replay_substeps = 10
     return c

@@ -11,13 +11,17 @@ them: `--logs` is a folder holding `train.*` and `heldout.*`.
 `train` fits the net of `config.net.hidden` (and, for comparison, one of
 `config.net.large_hidden`), stops early on held-out blocks of the training logs, and
 reports on the held-out logs: torque RMSE, and the position RMSE of an open-loop replay
-(ppo_amp/actuator_fit.py). It writes `actuator_net.npz` (the file `task.actuator_net`
+(ppo_amp/actuator_fit.py) with the joint integrated `config.net.replay_substeps` times per
+tick and at the physics rate (one step per tick, as the biped's MJX step), beside the
+same replays of the rig's own firmware law (`servo_law`, for logs that `collect` wrote:
+it leaves `rig.json` beside them, whose settings `train` then uses for the joint mechanics). It writes `actuator_net.npz` (the file `task.actuator_net`
 takes), `actuator_net_large.npz`, `report.json` and plots of logged against predicted
 traces, and prints one JSON line. Bad input ends with one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -43,6 +47,8 @@ _LOGS = flags.DEFINE_string("logs", None, "train: folder with train.npz|csv and 
 _FORMAT = flags.DEFINE_enum("format", "npz", ["npz", "csv"], "collect: file type of the logs.")
 
 _COMMANDS = ("collect", "train")
+# Written by `collect` beside the logs: the rig's settings.
+RIG_FILE = "rig.json"
 
 
 def _servo(config) -> actuator_rig.ServoModel:
@@ -65,6 +71,8 @@ def _collect(config) -> None:
     train, heldout = actuator_rig.record(servo, actuator_rig.joint_specs(), np.random.default_rng(config.seed),
                                          train_seconds=c.train_seconds, heldout_seconds=c.heldout_seconds,
                                          segment_seconds=c.segment_seconds, gait_speeds=tuple(c.gait_speeds))
+    rig = dataclasses.asdict(servo) | {"seed": config.seed, "collect": config.collect.to_dict()}
+    results.atomic_write_json(os.path.join(_OUTPUT.value, RIG_FILE), rig)
     for name, log in (("train", train), ("heldout", heldout)):
         path = os.path.join(_OUTPUT.value, f"{name}.{_FORMAT.value}")
         log_lib.save(path, log)
@@ -135,6 +143,16 @@ def _train(config) -> None:
     c = config.net
     if not (isinstance(c.history, int) and c.history >= 1):
         raise UserError(f"config.net.history: must be a positive integer, got {c.history!r}")
+    # Logs from `collect` name the rig that made them: its mechanics and firmware law are
+    # the truth for these logs, whatever config.rig says now.
+    rig_path = os.path.join(_LOGS.value, RIG_FILE)
+    from_rig = os.path.isfile(rig_path)
+    if from_rig:
+        with open(rig_path) as f:
+            rig = json.load(f)
+        config.unlock()
+        config.rig.update({k: rig[k] for k in config.rig.keys() if k in rig})
+        config.lock()
     servo = _servo(config)
     rate = servo.firmware_hz
     train_log = log_lib.load(_find(_LOGS.value, "train"), rate_hz=rate)
@@ -157,11 +175,15 @@ def _train(config) -> None:
                                         batch_size=c.batch_size, max_epochs=c.max_epochs, patience=c.patience,
                                         log=lambda m, n=name: logging.info("%s: %s", n, m))
         seconds = time.perf_counter() - start
-        replay = actuator_fit.replay(net, [heldout_log], inertia, seconds=c.replay_seconds)
+        replay = actuator_fit.replay(net, [heldout_log], inertia, seconds=c.replay_seconds,
+                                     substeps=c.replay_substeps)
+        at_physics_rate = actuator_fit.replay(net, [heldout_log], inertia, seconds=c.replay_seconds)
         figures = {"params": net.num_params, "epochs": len(history), "fit_seconds": round(seconds, 1),
                    "train_torque_rmse": actuator_fit.torque_rmse(net, train),
                    "heldout_torque_rmse": actuator_fit.torque_rmse(net, heldout),
-                   "heldout_replay_position_rmse": replay.rmse, "replay_windows": int(len(replay.kind)),
+                   "heldout_replay_position_rmse": replay.rmse,
+                   "heldout_replay_position_rmse_physics_rate": at_physics_rate.rmse,
+                   "replay_windows": int(len(replay.kind)),
                    "inference_us_49152_joints": round(_inference_us(net), 1)}
         figures["replay_position_rmse_by_kind"] = {
             kind: float(np.sqrt(np.mean((replay.logged[replay.kind == k] - replay.replayed[replay.kind == k]) ** 2)))
@@ -172,6 +194,15 @@ def _train(config) -> None:
         report["nets"][name] = figures
         if name == "actuator_net":
             report["plots"] = _plots(_OUTPUT.value, net, heldout, replay, rate)
+        if name == "actuator_net" and from_rig:
+            # The rig's own firmware law on the same windows: what no net can beat by
+            # modelling the servo alone (the rest is the rig's mechanics and noise).
+            law = actuator_rig.ServoLaw(servo, specs, spec)
+            report["servo_law"] = {
+                "heldout_replay_position_rmse": actuator_fit.replay(
+                    law, [heldout_log], inertia, seconds=c.replay_seconds, substeps=c.replay_substeps).rmse,
+                "heldout_replay_position_rmse_physics_rate": actuator_fit.replay(
+                    law, [heldout_log], inertia, seconds=c.replay_seconds).rmse}
     results.atomic_write_json(os.path.join(_OUTPUT.value, "report.json"), report)
     print(json.dumps(report), flush=True)
 

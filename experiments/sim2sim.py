@@ -23,6 +23,7 @@ latest checkpoint (`mjx_gym_return`), and their ratio.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 
@@ -41,6 +42,8 @@ _EPISODES = flags.DEFINE_integer("episodes", 20, "Episodes to run.")
 _SECONDS = flags.DEFINE_float("seconds", 60.0, "PPO+AMP: seconds per episode.")
 _COMMAND = flags.DEFINE_string("command", None, "PPO+AMP: 'vx,vy,wz' to walk at; default: the run's eval_command.")
 _LATENCY = flags.DEFINE_integer("latency_steps", 0, "PPO+AMP: control steps between an action and its servos.")
+_HEADING = flags.DEFINE_float("heading_hold", None, "PPO+AMP: the command layer's heading hold (1/s, 0 = off); "
+                              "default: the export's (as the run trained).")
 _GYMNASIUM = flags.DEFINE_bool("gymnasium", False, "ES: run in Gymnasium's Humanoid-v4.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the episodes' starts.")
 
@@ -66,7 +69,8 @@ def _biped(run: saved_run.SavedRun, path: str) -> dict:
                                       keyframe=task.keyframe)
     try:
         figures = sim2sim.run(path, task.xml_path, termination, command, episodes=_EPISODES.value,
-                              seconds=_SECONDS.value, seed=_SEED.value, latency_steps=_LATENCY.value)
+                              seconds=_SECONDS.value, seed=_SEED.value, latency_steps=_LATENCY.value,
+                              heading_hold=_HEADING.value)
     except ValueError as e:
         raise ConfigError(f"--onnx: {e}") from None
     return {"run": run.path, "onnx": path, "simulator": f"MuJoCo C {task.xml_path} as written", **figures}
@@ -116,7 +120,9 @@ def main(argv: Sequence[str]) -> None:
                           "runs in MuJoCo C without the flag")
     if not run.is_walker and not _GYMNASIUM.value:
         raise ConfigError("--gymnasium: an ES run is checked in Gymnasium's Humanoid-v4; pass --gymnasium")
-    for flag in (_COMMAND, _LATENCY, _SECONDS):
+    if _HEADING.value is not None and not (math.isfinite(_HEADING.value) and _HEADING.value >= 0):
+        raise ConfigError(f"--heading_hold: must be a finite number >= 0 (1/s; 0 = off), got {_HEADING.value}")
+    for flag in (_COMMAND, _LATENCY, _SECONDS, _HEADING):
         if flag.present and not run.is_walker:
             raise ConfigError(f"--{flag.name}: only PPO+AMP runs take it; {run.path!r} is an ES run")
     path = _model_path(run)

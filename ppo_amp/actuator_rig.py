@@ -27,6 +27,7 @@ from jaxtyping import Float
 
 from common import robots
 from common.actuator import log as log_lib
+from common.actuator import net as net_lib
 
 # The biped's joint kinds, in the order of a leg's actuators (common/assets/biped.xml).
 KINDS = ("hip_yaw", "hip_roll", "hip_pitch", "knee", "ankle_pitch", "ankle_roll")
@@ -260,3 +261,31 @@ def record(servo: ServoModel, specs: dict[str, JointSpec], rng: np.random.Genera
         gait = np.tile(gait, reps)[: int(round(heldout_seconds * host_hz))]
         heldout[f"left_{kind}"] = run(spec, servo, held(gait, servo.command_hold), rng)
     return train, heldout
+
+
+class ServoLaw:
+    """The rig's own firmware law as a stand-in for a net (same call and spec): the
+    reference a net's replay is measured against. It takes every command
+    `latency_ticks[0]` ticks late (the law cannot know a tick's drawn latency) and reads
+    the velocity and error histories as the logs give them."""
+
+    def __init__(self, servo: ServoModel, specs: dict[str, JointSpec], spec: net_lib.NetSpec):
+        if spec.history < servo.latency_ticks[0] + 1:
+            raise log_lib.LogError(f"the servo law needs a history of {servo.latency_ticks[0] + 1} ticks")
+        self.spec = spec
+        self.servo = servo
+        self.kp = np.array([specs[k].kp for k in spec.kinds])
+        self.effort = np.array([specs[k].effort for k in spec.kinds])
+
+    def __call__(self, errors, velocities, kind):
+        import jax.numpy as jnp
+
+        lag = self.servo.latency_ticks[0]
+        dt = 1.0 / self.servo.firmware_hz
+        # command[k - lag] - position[k] = error[k - lag] - (position[k] - position[k - lag]).
+        error = errors[..., lag] - dt * jnp.sum(velocities[..., :lag], axis=-1)
+        speed = velocities[..., 0]
+        kp, effort = jnp.asarray(self.kp)[kind], jnp.asarray(self.effort)[kind]
+        motor = jnp.clip(kp * error - self.servo.kd * speed, -effort, effort)
+        available = effort * jnp.maximum(0.0, 1.0 - jnp.abs(speed) / self.servo.top_speed)
+        return jnp.where(motor * speed > 0, jnp.clip(motor, -available, available), motor)

@@ -70,6 +70,33 @@ class Firmware:
         return np.clip(target, self.ctrl_range[:, 0], self.ctrl_range[:, 1])
 
 
+class HeadingHold:
+    """The command layer of `metadata["heading_hold"]`: a heading target integrates the
+    commanded yaw rate; the yaw rate given to the policy is the commanded one plus
+    gain x heading error, clipped to max_yaw_rate (biped_walk's `heading_hold`)."""
+
+    def __init__(self, gain: float, max_yaw_rate: float, control_dt: float):
+        self.gain, self.max_yaw_rate, self.control_dt = float(gain), float(max_yaw_rate), float(control_dt)
+        self.target = 0.0
+
+    def reset(self, heading: float) -> None:
+        self.target = float(heading)
+
+    def __call__(self, command: Float[np.ndarray, "3"], heading: float) -> Float[np.ndarray, "3"]:
+        """The command the policy sees after one control step, at the robot's `heading`."""
+        self.target += float(command[2]) * self.control_dt
+        error = np.arctan2(np.sin(self.target - heading), np.cos(self.target - heading))
+        out = np.array(command, np.float64)
+        out[2] = np.clip(command[2] + self.gain * error, -self.max_yaw_rate, self.max_yaw_rate)
+        return out
+
+
+def heading(quat: Float[np.ndarray, "4"]) -> float:
+    """The yaw of orientation `quat` (w, x, y, z): the body x axis on the ground plane."""
+    w, x, y, z = quat
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
 def _required(value, name: str):
     if value is None:
         raise ValueError(f"the policy observes {name}, which the robot must estimate; pass it")

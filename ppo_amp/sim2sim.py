@@ -19,7 +19,7 @@ import mujoco
 import numpy as np
 
 from common import onnx_export
-from ppo_amp.firmware import Firmware, projected_gravity
+from ppo_amp.firmware import Firmware, HeadingHold, heading, projected_gravity
 
 WARMUP_STEPS = 50
 WINDOW_STEPS = 25
@@ -78,10 +78,14 @@ class Robot:
 
 
 def episode(robot: Robot, firmware: Firmware, policy, t: Termination, command: np.ndarray, steps: int,
-            rng: np.random.Generator, latency_steps: int = 0) -> dict[str, float]:
-    """One episode of `steps` control steps; its sums (the same as `ppo_amp.evaluate`'s)."""
+            rng: np.random.Generator, latency_steps: int = 0, hold: HeadingHold | None = None) -> dict[str, float]:
+    """One episode of `steps` control steps; its sums (the same as `ppo_amp.evaluate`'s).
+    With `hold`, the policy is commanded through that heading hold."""
     robot.reset(rng, t, firmware)
     d = robot.data
+    given = command
+    if hold is not None:
+        hold.reset(heading(d.qpos[3:7]))
     n = len(robot.actuators)
     last_action = np.zeros(n, np.float32)
     queue = [np.zeros(n)] * latency_steps
@@ -111,6 +115,8 @@ def episode(robot: Robot, firmware: Firmware, policy, t: Termination, command: n
         sums["path"] += np.linalg.norm(d.qpos[:2] - xy)
         xy = d.qpos[:2].copy()
         sums["power"] += np.abs(d.actuator_force[robot.actuators] * d.qvel[robot.dof_adr]).sum()
+        if hold is not None:
+            command = hold(given, heading(d.qpos[3:7]))
         gravity = projected_gravity(d.qpos[3:7])
         fallen = d.qpos[2] < t.min_base_height or gravity[2] > -math.cos(t.max_tilt)
         if step + 1 > t.grace_steps and fallen:
@@ -127,8 +133,9 @@ def _rotation(quat: np.ndarray) -> np.ndarray:
 
 
 def run(onnx_path: str, xml_path: str, t: Termination, command: tuple[float, float, float], *, episodes: int,
-        seconds: float, seed: int = 0, latency_steps: int = 0) -> dict[str, Any]:
-    """`episodes` episodes of `seconds`; the figures of `experiments.sim2sim`'s line."""
+        seconds: float, seed: int = 0, latency_steps: int = 0, heading_hold: float | None = None) -> dict[str, Any]:
+    """`episodes` episodes of `seconds`; the figures of `experiments.sim2sim`'s line.
+    `heading_hold` (1/s) overrides the export's command layer (None: as trained)."""
     meta = onnx_export.read_metadata(onnx_path)
     firmware = Firmware(meta)
     robot = Robot(xml_path, firmware, float(meta["physics_dt"]))
@@ -136,7 +143,10 @@ def run(onnx_path: str, xml_path: str, t: Termination, command: tuple[float, flo
     steps = max(1, round(seconds / firmware.control_dt))
     rng = np.random.default_rng(seed)
     cmd = np.asarray(command, np.float64)
-    per = [episode(robot, firmware, policy, t, cmd, steps, rng, latency_steps) for _ in range(episodes)]
+    layer = meta.get("heading_hold", {"gain": 0.0, "max_yaw_rate": 0.0})
+    gain = float(layer["gain"]) if heading_hold is None else heading_hold
+    hold = HeadingHold(gain, layer["max_yaw_rate"], firmware.control_dt) if gain > 0 else None
+    per = [episode(robot, firmware, policy, t, cmd, steps, rng, latency_steps, hold) for _ in range(episodes)]
     total = {k: sum(e[k] for e in per) for k in per[0]}
     falls = int(total["fell"])
     return {
@@ -148,5 +158,6 @@ def run(onnx_path: str, xml_path: str, t: Termination, command: tuple[float, flo
         "mean_speed": total["speed"] / max(total["alive_steps"], 1.0),
         "mean_power_w": total["power"] / max(total["alive_steps"], 1.0),
         "seconds": steps * firmware.control_dt, "command": list(command), "latency_steps": latency_steps,
+        "heading_hold": gain,
         "iteration": meta.get("iteration"), "run_name": meta.get("run_name"),
     }

@@ -206,6 +206,16 @@ def test_heading_hold_steers_the_yaw_command_back_to_the_target():
     assert rate == pytest.approx(0.1 + 0.1 * env.dt, abs=1e-5) and new[0] == pytest.approx(0.1 * env.dt)
     rate, new = yaw_rate(0.0, 0.1, 0.0, redraw=True, command=jnp.asarray([0.0, 0.0, -0.2]))
     assert new[1] == pytest.approx(-0.2) and rate == pytest.approx(-0.2 - 0.2 * env.dt, abs=1e-5)
+    # The firmware's NumPy command layer (experiments.sim2sim) gives the same commands.
+    from ppo_amp.firmware import HeadingHold
+
+    numpy_hold = HeadingHold(1.0, 0.3, env.dt)
+    numpy_hold.reset(0.4)
+    state = jnp.asarray([0.4, 0.1])
+    for k, heading in enumerate([0.5, 0.2, -0.6, 3.0, -3.1]):
+        command = jnp.asarray([0.5, 0.0, 0.1 if k < 3 else -0.2])
+        cmd, state = hold(state, command, jnp.asarray(k == 3), quaternion.about_axis(2, jnp.asarray(heading)))
+        np.testing.assert_allclose(numpy_hold(np.asarray(command), heading), cmd, atol=1e-5)
     # Off (the default), the state carries no heading: old checkpoints keep their layout.
     key = jax.random.PRNGKey(0)
     off = eqx.filter_eval_shape(envs.make("biped_walk").reset, key)

@@ -15,11 +15,13 @@ import subprocess
 import sys
 
 import imageio.v3 as iio
+import jax
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from common import config as config_lib, onnx_export, results
+from common.actuator import net as actuator_net
 from tests.conftest import REPO_ROOT
 
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
@@ -162,20 +164,30 @@ def test_evaluate_refuses_bad_run_folders_in_one_line(run_dir, tmp_path):
     assert sorted(os.listdir(tmp_path / "ppo_amp" / "empty")) == ["config.json"]  # nothing written
 
 
-def test_benchmark_prints_four_lines_with_their_baselines(work, run_dir):
+# ~60 s on 2 cores (a subprocess compiling five programs): run by .ci/run.
+@pytest.mark.slow
+def test_benchmark_prints_its_lines_with_their_baselines(work, run_dir, tmp_path):
     del run_dir  # trained first: the benchmark's iteration then comes from the shared compile cache
+    kinds = ("hip_yaw", "hip_roll", "hip_pitch", "knee", "ankle_pitch", "ankle_roll")
+    ones = tuple(1.0 for _ in kinds)
+    net_path = str(tmp_path / "net.npz")
+    actuator_net.save(actuator_net.ActuatorNet.init(jax.random.PRNGKey(0), actuator_net.NetSpec(
+        history=3, rate_hz=200.0, kinds=kinds, error_scale=ones, velocity_scale=ones, torque_scale=ones,
+        hidden=(8,), rotor_inertia=0.015, coulomb=ones, viscous=ones)), net_path)
     proc = _run(["experiments.benchmark", "--config=configs/ppo_amp_test.py", *TINY, "--repeats=1",
+                 f"--actuator_net={net_path}",
                  f"--config.results_dir={work['results']}", f"--config.compile_cache_dir={work['cache']}"])
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = {l["name"]: l for l in map(json.loads, proc.stdout.strip().splitlines())}
-    assert list(lines) == ["mjx_physics", "mjx_env_step", "ppo_rollout", "ppo_amp_iteration"]
+    assert list(lines) == ["mjx_physics", "mjx_env_step", "ppo_rollout", "ppo_amp_iteration",
+                           "mjx_env_step_learned_actuators"]
     for line in lines.values():
         assert line["batch"] == 8 and line["horizon"] == 4 and line["env_steps_per_s"] > 0
         assert line["env_steps"] == 32 and line["compile_seconds"] >= 0
     assert "baseline" not in lines["mjx_physics"]
     # Each line's ratio is its rate over the rate of the line it names.
     for name, baseline in (("mjx_env_step", "mjx_physics"), ("ppo_rollout", "mjx_env_step"),
-                           ("ppo_amp_iteration", "ppo_rollout")):
+                           ("ppo_amp_iteration", "ppo_rollout"), ("mjx_env_step_learned_actuators", "mjx_env_step")):
         line, base = lines[name], lines[baseline]
         assert line["baseline"] == baseline and line["baseline_steps_per_s"] == base["env_steps_per_s"]
         assert line["ratio"] == pytest.approx(line["env_steps_per_s"] / base["env_steps_per_s"])

@@ -102,6 +102,9 @@ def test_work_queue_equals_chunks(evaluate):
     assert len(set(queued.length.tolist())) > 1
 
 
+# ~55 s on 2 cores; the default suite checks sharded = single device on the whole ES
+# iteration (test_es_train.py), which runs this rollout.
+@pytest.mark.slow
 def test_sharded_over_four_devices_equals_one_device(evaluate):
     assert jax.device_count() == 4, "conftest forces four host devices"
     mesh = sharding.make_mesh()
