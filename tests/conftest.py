@@ -42,7 +42,16 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run the tests marked slow (.ci/run does)")
 
 
+# Files whose tests share a session fixture's compiled functions: one xdist worker runs
+# them all, so the fixture compiles once (`run_tests.sh` distributes by `loadgroup`).
+SHARED_COMPILES = {"test_fast_profile.py": "fast_batch", "test_guard.py": "fast_batch", "test_rollout.py": "fast_batch"}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # Every other file is its own group: module fixtures compile in one worker.
+        name = os.path.basename(str(item.fspath))
+        item.add_marker(pytest.mark.xdist_group(SHARED_COMPILES.get(name, name)))
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --runslow (.ci/run does)")

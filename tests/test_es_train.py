@@ -173,6 +173,10 @@ def _cli(tmp_path, *flags):
             "--config.run_name=cli", "--config.eval_every=2", "--config.video_seconds=0", *flags]
 
 
+# ~170 s on 2 cores (three CLI processes): run by .ci/run. The default suite checks
+# resumed = uninterrupted in process (above) and the shared host loop through the
+# PPO+AMP CLI tests.
+@pytest.mark.slow
 def test_cli_stops_on_sigusr1_then_resumes(tmp_path):
     """Slurm's warning signal checkpoints and exits 0; the same command then resumes."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")

@@ -96,6 +96,8 @@ def test_sharded_over_four_devices_equals_one_device(single):
     compiled(four)
 
 
+# ~60 s on 2 cores (a second trainer's compile): run by .ci/run.
+@pytest.mark.slow
 def test_plain_ppo_without_amp():
     trainer = Trainer(_config(**{"amp.enabled": False}))
     state, metrics = eqx.filter_jit(trainer.iteration)(trainer.init(jax.random.PRNGKey(3)))

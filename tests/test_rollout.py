@@ -90,6 +90,8 @@ def test_chunked_equals_unchunked(evaluate):
     _assert_same(evaluate(2), evaluate(POPULATION))
 
 
+# ~55 s on 2 cores (its own compile of the blocked scan): run by .ci/run.
+@pytest.mark.slow
 def test_early_exit_equals_full_scan(evaluate):
     _assert_same(evaluate(POPULATION, block=10), evaluate(POPULATION))
 
