@@ -6,4 +6,4 @@ source scripts/env.sh
 export JAX_PLATFORMS=cpu
 # Two workers, one per core: most of the suite is XLA compiling MJX, mostly on one
 # thread, so two files compile side by side. Each worker keeps its own fixtures.
-python -m pytest -n 2 --dist loadgroup "$@"
+python -m pytest -n 2 --dist loadfile "$@"

@@ -26,6 +26,11 @@ command (`--episodes` each, default 20; `--seconds` each, default 30; the 50 m w
 as it takes at the command, +20%) in two compiled programs, prints one JSON line per
 scenario and writes `<run>/robustness.json` and `<run>/plots/robustness.png`.
 
+PPO+AMP runs also take `--heading_hold=K` (the command layer's heading hold, 1/s; default
+the run's) and `--actuator=ideal|learned [--actuator_net=<file>]` (judge the policy under
+the other actuator model; a run that trained on learned actuators uses its own copy of
+the net by default).
+
 Bad input (a malformed flag, a folder that is not a run, a run with no checkpoint)
 ends with one line on stderr and exit status 2.
 """

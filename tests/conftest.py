@@ -42,11 +42,6 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run the tests marked slow (.ci/run does)")
 
 
-# Files whose tests share a session fixture's compiled functions: one xdist worker runs
-# them all, so the fixture compiles once (`run_tests.sh` distributes by `loadgroup`).
-SHARED_COMPILES = {"test_fast_profile.py": "fast_batch", "test_guard.py": "fast_batch", "test_rollout.py": "fast_batch"}
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         # Every other file is its own group: module fixtures compile in one worker.
