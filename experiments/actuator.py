@@ -71,6 +71,7 @@ def _collect(config) -> None:
     train, heldout = actuator_rig.record(servo, actuator_rig.joint_specs(), np.random.default_rng(config.seed),
                                          train_seconds=c.train_seconds, heldout_seconds=c.heldout_seconds,
                                          segment_seconds=c.segment_seconds, gait_speeds=tuple(c.gait_speeds))
+    os.makedirs(_OUTPUT.value, exist_ok=True)
     rig = dataclasses.asdict(servo) | {"seed": config.seed, "collect": config.collect.to_dict()}
     results.atomic_write_json(os.path.join(_OUTPUT.value, RIG_FILE), rig)
     for name, log in (("train", train), ("heldout", heldout)):
@@ -203,6 +204,7 @@ def _train(config) -> None:
                     law, [heldout_log], inertia, seconds=c.replay_seconds, substeps=c.replay_substeps).rmse,
                 "heldout_replay_position_rmse_physics_rate": actuator_fit.replay(
                     law, [heldout_log], inertia, seconds=c.replay_seconds).rmse}
+    os.makedirs(_OUTPUT.value, exist_ok=True)
     results.atomic_write_json(os.path.join(_OUTPUT.value, "report.json"), report)
     print(json.dumps(report), flush=True)
 
