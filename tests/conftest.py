@@ -43,10 +43,6 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        # Every other file is its own group: module fixtures compile in one worker.
-        name = os.path.basename(str(item.fspath))
-        item.add_marker(pytest.mark.xdist_group(SHARED_COMPILES.get(name, name)))
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --runslow (.ci/run does)")
