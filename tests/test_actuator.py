@@ -186,3 +186,32 @@ def test_learned_actuators_drive_the_biped_inside_the_jitted_step(net_file):
         envs.make("biped_walk", actuator="learned", actuator_net=slow)
     with pytest.raises(robots.ModelError, match="actuator_net"):
         envs.make("biped_walk", actuator="learned")
+
+
+def test_cli_collects_and_trains_and_refuses_bad_input_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    run = lambda *args: subprocess.run([sys.executable, "-m", "experiments.actuator", *args], cwd=REPO_ROOT,
+                                       env=env, capture_output=True, text=True, timeout=300)
+    logs, out = str(tmp_path / "logs"), str(tmp_path / "net")
+    collected = run("collect", f"--output={logs}", "--format=csv", "--config.collect.train_seconds=3",
+                    "--config.collect.heldout_seconds=2.5", "--config.collect.segment_seconds=1")
+    assert collected.returncode == 0, collected.stderr[-2000:]
+    assert sorted(os.listdir(logs)) == ["heldout.csv", "rig.json", "train.csv"]
+    trained = run("train", f"--logs={logs}", f"--output={out}", "--config.net.max_epochs=2",
+                  "--config.net.hidden=(4,)", "--config.net.large_hidden=(4,)", "--config.net.batch_size=64")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    report = json.loads(trained.stdout.strip().splitlines()[-1])
+    figures = report["nets"]["actuator_net"]
+    assert figures["replay_windows"] == 6 and np.isfinite(figures["heldout_replay_position_rmse"])
+    assert np.isfinite(report["servo_law"]["heldout_replay_position_rmse"])
+    assert net_lib.load(os.path.join(out, "actuator_net.npz")).num_params == figures["params"]
+    assert os.path.isfile(os.path.join(out, "plots", "heldout_traces.png"))
+    bad = run("train", f"--logs={tmp_path}", f"--output={out}")
+    assert bad.returncode == 2 and "exactly one train.npz or train.csv" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
