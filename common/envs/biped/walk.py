@@ -15,6 +15,13 @@ episode ends on a fall (base too low or too tilted, checked after a grace period
 physics divergence (that step earns nothing), or at `episode_length` (a time-out, which
 `info["truncated"]` tells apart from a fall in `info["terminated"]`).
 
+With `actuator="learned"` the position servos become torque motors driven by an actuator
+net (common/actuator/net.py) at every physics step; its per-joint history of position
+error and velocity lives in `info["actuator_history"]` and restarts with each episode.
+With `heading_hold` > 0, `info["heading"]` holds the heading target and the drawn yaw rate.
+Both keys exist only when switched on, so a state's layout (and old checkpoints) is
+unchanged otherwise.
+
 `reset` does not run forward kinematics: the observation needs only qpos and qvel, and
 the first step computes everything else. That keeps auto-resets cheap in training.
 """
