@@ -73,7 +73,7 @@ def metadata(env_config: biped_config.BipedWalkConfig, mj_model: mujoco.MjModel)
         "obs_terms": [{"name": t, "size": biped_config.OBS_TERM_SIZES[t], "scale": c.obs_scale(t)} for t in c.obs_terms],
         "command_ranges": {"vx": list(c.command_vx), "vy": list(c.command_vy), "yaw_rate": list(c.command_yaw)},
         # The command layer the policy trained under (gain 0: none); common/envs/biped/config.py.
-        "heading_hold": {"gain": float(c.heading_hold), "max_yaw_rate": max(abs(v) for v in c.command_yaw)},
+        "heading_hold": {"gain": float(c.heading_hold), "max_yaw_rate": c.heading_hold_max_rate},
         "control_dt": float(m.opt.timestep) * c.frame_skip,
         "physics_dt": float(m.opt.timestep),
     }

@@ -181,6 +181,11 @@ class BipedWalkConfig:
     noise_joint_pos: float = 0.01
     noise_joint_vel: float = 1.5
 
+    @property
+    def heading_hold_max_rate(self) -> float:
+        """The yaw rate (rad/s) the heading hold may ask for: the widest `command_yaw`."""
+        return max(abs(v) for v in self.command_yaw)
+
     def obs_scale(self, term: str) -> float:
         """The factor observation term `term` is multiplied by."""
         field = OBS_TERM_SCALE_FIELDS.get(term)

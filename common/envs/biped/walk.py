@@ -116,7 +116,7 @@ class BipedWalk(Env):
         drawn = jnp.where(redraw, command[2], heading[1])
         target = heading[0] + drawn * self.dt
         error = quaternion.wrap(target - quaternion.yaw(quat))
-        limit = max(abs(v) for v in c.command_yaw)
+        limit = c.heading_hold_max_rate
         rate = jnp.clip(drawn + c.heading_hold * error, -limit, limit)
         return command.at[2].set(rate), jnp.stack([quaternion.wrap(target), drawn])
 
