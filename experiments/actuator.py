@@ -9,12 +9,14 @@ common/actuator/log.py (`--format=csv` for .csv files). Real logs in that format
 them: `--logs` is a folder holding `train.*` and `heldout.*`.
 
 `train` fits the net of `config.net.hidden` (and, for comparison, one of
-`config.net.large_hidden`), stops early on held-out blocks of the training logs, and
-reports on the held-out logs: torque RMSE, and the position RMSE of an open-loop replay
-(ppo_amp/actuator_fit.py) with the joint integrated `config.net.replay_substeps` times per
-tick and at the physics rate (one step per tick, as the biped's MJX step), beside the
-same replays of the rig's own firmware law (`servo_law`, for logs that `collect` wrote:
-it leaves `rig.json` beside them, whose settings `train` then uses for the joint mechanics). It writes `actuator_net.npz` (the file `task.actuator_net`
+`config.net.large_hidden`) to torque, stopping early on held-out blocks of the training
+logs, then refines it on what the replay measures (open-loop rollouts through training
+windows, judged on those blocks' windows). It reports on the held-out logs: torque RMSE,
+and the position RMSE of an open-loop replay (ppo_amp/actuator_fit.py) with the joint
+integrated `config.net.replay_substeps` times per tick (1: as the biped's MJX step) and 10
+times, before and after the refinement, beside the same replays of the rig's own firmware
+law (`servo_law`, for logs that `collect` wrote: it leaves `rig.json` beside them, whose
+settings `train` then uses for the joint mechanics). It writes `actuator_net.npz` (the file `task.actuator_net`
 takes), `actuator_net_large.npz`, `report.json` and plots of logged against predicted
 traces, and prints one JSON line. Bad input ends with one line on stderr and exit status 2.
 """
@@ -144,6 +146,13 @@ def _train(config) -> None:
     c = config.net
     if not (isinstance(c.history, int) and c.history >= 1):
         raise UserError(f"config.net.history: must be a positive integer, got {c.history!r}")
+    for field, ok in (("replay_substeps", isinstance(c.replay_substeps, int) and c.replay_substeps >= 1),
+                      ("refine_steps", isinstance(c.refine_steps, int) and c.refine_steps >= 0),
+                      ("refine_window_seconds", c.refine_window_seconds > 0),
+                      ("refine_batch_size", isinstance(c.refine_batch_size, int) and c.refine_batch_size >= 1),
+                      ("refine_torque_weight", c.refine_torque_weight >= 0)):
+        if not ok:
+            raise UserError(f"config.net.{field}: out of range, got {getattr(c, field)!r}")
     # Logs from `collect` name the rig that made them: its mechanics and firmware law are
     # the truth for these logs, whatever config.rig says now.
     rig_path = os.path.join(_LOGS.value, RIG_FILE)
@@ -160,7 +169,7 @@ def _train(config) -> None:
     heldout_log = log_lib.load(_find(_LOGS.value, "heldout"), rate_hz=rate)
     kinds = tuple(dict.fromkeys(net_lib.kind_of(j) for j in train_log.joints))
     every = actuator_fit.samples([train_log], kinds, c.history)
-    valid_mask = every.block % max(2, round(1.0 / c.validation_fraction)) == 0
+    valid_mask = actuator_fit.is_validation(every.block, c.validation_fraction)
     train, valid = every.take(~valid_mask), every.take(valid_mask)
     heldout = actuator_fit.samples([heldout_log], kinds, c.history)
     specs = actuator_rig.joint_specs()
@@ -175,15 +184,33 @@ def _train(config) -> None:
         net, history = actuator_fit.fit(key, train, valid, spec, learning_rate=c.learning_rate,
                                         batch_size=c.batch_size, max_epochs=c.max_epochs, patience=c.patience,
                                         log=lambda m, n=name: logging.info("%s: %s", n, m))
+        fit_only = actuator_fit.replay(net, [heldout_log], inertia, seconds=c.replay_seconds,
+                                       substeps=c.replay_substeps).rmse
+        # Then what the replay measures: rollouts through the training windows, checked on
+        # the validation blocks' windows (the held-out logs stay unseen).
+        ticks = int(round(c.refine_window_seconds * rate))
+        net, refine_history = net, [{"valid_rollout_rmse": float("nan")}]
+        if c.refine_steps:
+            net, refine_history = actuator_fit.refine(
+                key, net, actuator_fit.windows([train_log], kinds, c.history, ticks, stride=max(1, ticks // 4),
+                                               split=(c.validation_fraction, False)),
+                actuator_fit.windows([train_log], kinds, c.history, ticks, stride=max(1, ticks // 2),
+                                     split=(c.validation_fraction, True)),
+                inertia, train, substeps=c.replay_substeps, learning_rate=c.refine_learning_rate,
+                batch_size=c.refine_batch_size, steps=c.refine_steps, torque_weight=c.refine_torque_weight,
+                log=lambda m, n=name: logging.info("%s: %s", n, m))
         seconds = time.perf_counter() - start
         replay = actuator_fit.replay(net, [heldout_log], inertia, seconds=c.replay_seconds,
                                      substeps=c.replay_substeps)
-        at_physics_rate = actuator_fit.replay(net, [heldout_log], inertia, seconds=c.replay_seconds)
         figures = {"params": net.num_params, "epochs": len(history), "fit_seconds": round(seconds, 1),
                    "train_torque_rmse": actuator_fit.torque_rmse(net, train),
                    "heldout_torque_rmse": actuator_fit.torque_rmse(net, heldout),
                    "heldout_replay_position_rmse": replay.rmse,
-                   "heldout_replay_position_rmse_physics_rate": at_physics_rate.rmse,
+                   "heldout_replay_position_rmse_before_refine": fit_only,
+                   "heldout_replay_position_rmse_10_substeps": actuator_fit.replay(
+                       net, [heldout_log], inertia, seconds=c.replay_seconds, substeps=10).rmse,
+                   "replay_substeps": c.replay_substeps,
+                   "validation_rollout_rmse": min(r["valid_rollout_rmse"] for r in refine_history),
                    "replay_windows": int(len(replay.kind)),
                    "inference_us_49152_joints": round(_inference_us(net), 1)}
         figures["replay_position_rmse_by_kind"] = {
@@ -202,8 +229,8 @@ def _train(config) -> None:
             report["servo_law"] = {
                 "heldout_replay_position_rmse": actuator_fit.replay(
                     law, [heldout_log], inertia, seconds=c.replay_seconds, substeps=c.replay_substeps).rmse,
-                "heldout_replay_position_rmse_physics_rate": actuator_fit.replay(
-                    law, [heldout_log], inertia, seconds=c.replay_seconds).rmse}
+                "heldout_replay_position_rmse_10_substeps": actuator_fit.replay(
+                    law, [heldout_log], inertia, seconds=c.replay_seconds, substeps=10).rmse}
     os.makedirs(_OUTPUT.value, exist_ok=True)
     results.atomic_write_json(os.path.join(_OUTPUT.value, "report.json"), report)
     print(json.dumps(report), flush=True)
