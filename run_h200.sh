@@ -1,15 +1,18 @@
 #!/bin/bash
-# Production job on one H200: `sbatch run_h200.sh [--config.x=...]`; also runs with plain bash.
+# Production ES on H200s: `sbatch run_h200.sh [--config.x=...]`; also runs with plain bash.
+# More GPUs: `sbatch --ntasks=G --gpus-per-node=G run_h200.sh` on one node (or `--nodes=N
+# --ntasks-per-node=G --gpus-per-node=G` on N), one
+# process per GPU (README, "Several GPUs and nodes").
 #SBATCH --job-name=humanoid-es
 #SBATCH --nodes=1
-#SBATCH --ntasks=1
-#SBATCH --gpus=1
+#SBATCH --gpus-per-node=1
 #SBATCH --constraint=h200
 #SBATCH --cpus-per-task=16
 #SBATCH --mem=128G
 #SBATCH --time=24:00:00
 #SBATCH --output=logs/%x-%j.out
 #SBATCH --error=logs/%x-%j.err
+#SBATCH --open-mode=append
 #SBATCH --requeue
 #SBATCH --signal=B:USR1@180
 

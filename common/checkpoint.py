@@ -83,11 +83,15 @@ class Checkpointer:
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             ) from None
         for want, got in zip(jax.tree.leaves(arrays), jax.tree.leaves(restored)):
-            if np.shape(want) != np.shape(got) or np.asarray(want).dtype != np.asarray(got).dtype:
+            if np.shape(want) != np.shape(got) or jnp.result_type(want) != jnp.result_type(got):
                 raise CheckpointError(
-                    f"checkpoint {self.directory}/{step} holds {np.shape(got)} {np.asarray(got).dtype} "
-                    f"where the run expects {np.shape(want)} {np.asarray(want).dtype}"
+                    f"checkpoint {self.directory}/{step} holds {np.shape(got)} {jnp.result_type(got)} "
+                    f"where the run expects {np.shape(want)} {jnp.result_type(want)}"
                 )
+        if jax.process_count() > 1:
+            # Each process holds its shards of the template's global layout; there is no
+            # whole host copy to rebuild from.
+            return eqx.combine(restored, static)
         # Orbax hands back arrays committed to a device; a fresh state's are not, and jit
         # keys its compilations (and the persistent cache) on that. Rebuilding them from
         # host copies makes a resumed run reuse the first run's compiled executables.

@@ -128,7 +128,7 @@ def warm_up(name: str, fn: Callable[..., Any], *args: Any, cache_dir: str | None
             "cache_misses": report.cache_misses,
             "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        tmp = os.path.join(cache_dir, f".{name}.marker.json.tmp")
+        tmp = os.path.join(cache_dir, f".{name}.marker.json.tmp{os.getpid()}")  # processes may race
         with open(tmp, "w") as f:
             json.dump(marker, f, indent=2)
         os.replace(tmp, os.path.join(cache_dir, f"{name}.marker.json"))

@@ -31,7 +31,7 @@ import ml_collections
 from absl import logging
 from jaxtyping import PRNGKeyArray
 
-from common import checkpoint, compile_cache, config as config_lib, launch, results, sharding, video
+from common import checkpoint, compile_cache, config as config_lib, launch, processes, results, sharding, video
 from common.errors import UserError
 
 Record = dict[str, Any]
@@ -102,10 +102,20 @@ def _floats(tree: dict[str, Any]) -> dict[str, float]:
 
 def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]:
     """Trains (or resumes) the run that `config` names with `pipeline`; returns its summary."""
+    # From the start: a signal while compiling (minutes on a GPU) stops the run at its
+    # first chance, with a checkpoint, rather than killing it.
+    with launch.StopFlag() as stop:
+        return _run(config, pipeline, stop)
+
+
+def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.StopFlag) -> dict[str, Any]:
     # Before JAX starts its threads: this forks git.
     commit = launch.code_commit()
     launch.request_cpu_devices(config.cpu_devices)
-    launch.maybe_initialize_distributed()
+    processes.initialize()
+    main = processes.is_main()
+    if not main:
+        logging.set_verbosity(logging.WARNING)  # one log per run: process 0's
     pipeline.validate(config, jax.device_count())
     launch.check_cpu_devices(config.cpu_devices)
     launch.log_banner()
@@ -114,20 +124,27 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     # Built first, so that input only the trainer can check never touches an existing run.
     trainer = pipeline.make_trainer(config, mesh)
     resolved = config_lib.to_dict(config)
-    run_dir = results.RunDir(config.results_dir, pipeline.experiment, results.run_name(resolved), resolved,
-                             tensorboard=config.tensorboard)
+    run_dir = _open_run_dir(config, pipeline, resolved, main)
     logging.info("results in %s", run_dir.path)
-    inputs = pipeline.keep_inputs(config, run_dir.path)
-    if inputs:
-        results.atomic_write_json(os.path.join(run_dir.path, "inputs.json"), inputs)
+    if main:
+        inputs = pipeline.keep_inputs(config, run_dir.path)
+        if inputs:
+            results.atomic_write_json(os.path.join(run_dir.path, "inputs.json"), inputs)
 
     state = trainer.init(jax.random.PRNGKey(config.seed))
     ckpt = checkpoint.Checkpointer(run_dir.sub("checkpoints"), max_to_keep=config.checkpoints_to_keep)
-    start_iteration = ckpt.latest_step() or 0
+    start_iteration = int(processes.agree([ckpt.latest_step() or 0])[0])
+    if jax.process_count() > 1:
+        # Restored straight into the global layout: no process holds every shard.
+        state = trainer.place(state)
+        if start_iteration:
+            state = ckpt.restore(state, start_iteration)
+    else:
+        if start_iteration:
+            state = ckpt.restore(state, start_iteration)
+        state = trainer.place(state)
     if start_iteration:
-        state = ckpt.restore(state, start_iteration)
         logging.info("resuming from iteration %d", start_iteration)
-    state = trainer.place(state)
     # Records logged after the checkpoint we start from describe iterations we redo
     # (all of them, iteration 0's evaluation included, when there is no checkpoint).
     run_dir.truncate_after(start_iteration if start_iteration else -1)
@@ -163,41 +180,50 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
 
     iteration = start_iteration
     loop_start = time.perf_counter()
-    with launch.StopFlag() as stop:
-        def budget_left() -> bool:
-            return not config.max_env_steps or env_steps < config.max_env_steps
 
-        while iteration < config.num_iterations and budget_left() and stop.signal is None:
-            t0 = time.perf_counter()
-            state, metrics = iteration_fn(state)
-            metrics = _floats(jax.device_get(metrics))
-            seconds = time.perf_counter() - t0
-            iteration += 1
-            env_steps += int(metrics["iteration_env_steps"])
-            record = {"iteration": iteration, "env_steps": env_steps,
-                      "env_steps_per_s": metrics["iteration_env_steps"] / seconds,
-                      "iteration_seconds": seconds, **metrics}
-            if iteration == start_iteration + 1:
-                record["compile_seconds"] = compile_seconds
-            if iteration % config.eval_every == 0 or iteration == config.num_iterations or not budget_left():
-                last_eval = evaluate(state)
-                record.update(last_eval)
-                best_eval = last_eval["eval_return"] if best_eval is None else max(best_eval, last_eval["eval_return"])
-            record["wall_seconds"] = wall_before + (time.perf_counter() - start)
-            run_dir.log(record)
-            done = iteration - start_iteration
-            eta = (time.perf_counter() - loop_start) / done * (config.num_iterations - iteration)
-            logging.info("iteration %d/%d | %s%.0f steps/s | %.2f s | ETA %s", iteration, config.num_iterations,
-                         pipeline.progress(record), record["env_steps_per_s"], seconds, launch.format_eta(eta))
-            if iteration % config.checkpoint_every == 0 or stop.signal is not None:
-                ckpt.save(iteration, state)
-        if ckpt.latest_step() != iteration:
+    def budget_left() -> bool:
+        return not config.max_env_steps or env_steps < config.max_env_steps
+
+    def stopping() -> bool:
+        # Process 0's answer on every process: they must all save, and stop, together.
+        return bool(processes.agree([stop.signal is not None])[0])
+
+    stopped = stopping()
+    while iteration < config.num_iterations and budget_left() and not stopped:
+        t0 = time.perf_counter()
+        state, metrics = iteration_fn(state)
+        metrics = _floats(jax.device_get(metrics))
+        seconds = time.perf_counter() - t0
+        iteration += 1
+        env_steps += int(metrics["iteration_env_steps"])
+        record = {"iteration": iteration, "env_steps": env_steps,
+                  "env_steps_per_s": metrics["iteration_env_steps"] / seconds,
+                  "iteration_seconds": seconds, **metrics}
+        if iteration == start_iteration + 1:
+            record["compile_seconds"] = compile_seconds
+        if iteration % config.eval_every == 0 or iteration == config.num_iterations or not budget_left():
+            last_eval = evaluate(state)
+            record.update(last_eval)
+            best_eval = last_eval["eval_return"] if best_eval is None else max(best_eval, last_eval["eval_return"])
+        record["wall_seconds"] = wall_before + (time.perf_counter() - start)
+        run_dir.log(record)
+        done = iteration - start_iteration
+        eta = (time.perf_counter() - loop_start) / done * (config.num_iterations - iteration)
+        logging.info("iteration %d/%d | %s%.0f steps/s | %.2f s | ETA %s", iteration, config.num_iterations,
+                     pipeline.progress(record), record["env_steps_per_s"], seconds, launch.format_eta(eta))
+        stopped = stopping()
+        if iteration % config.checkpoint_every == 0 or stopped:
             ckpt.save(iteration, state)
-        stopped_by = signal.Signals(stop.signal).name if stop.signal is not None else None
+    if ckpt.latest_step() != iteration:
+        ckpt.save(iteration, state)
+    stopped_by = None
+    if stopped:
+        stopped_by = signal.Signals(stop.signal).name if stop.signal is not None else "process 0's signal"
     ckpt.close()
     run_dir.close()
 
-    pipeline.plot(run_dir, trainer)
+    if main:
+        pipeline.plot(run_dir, trainer)
     summary = {
         "best_eval_return": best_eval,
         "final_eval_return": None if last_eval is None else last_eval["eval_return"],
@@ -218,8 +244,10 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
     # Not after a stop signal: Slurm's grace time is for the checkpoint, not for compiling.
     # The summary is written first: a video that fails loses nothing of the run.
     if config.video_seconds > 0 and stopped_by is None:
+        final = state if jax.process_count() == 1 else processes.to_host(state)
+    if config.video_seconds > 0 and stopped_by is None and main:
         try:
-            clip = video.record_clip(pipeline.playback(trainer, state, config.video_seconds, None),
+            clip = video.record_clip(pipeline.playback(trainer, final, config.video_seconds, None),
                                      jax.random.PRNGKey(config.seed + 2),
                                      run_dir.sub(os.path.join("videos", "final.mp4")))
         except UserError as e:  # no EGL, no ffmpeg: the run itself is done
@@ -231,6 +259,24 @@ def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]
         run_dir.write_summary(summary)
     logging.info("done: %s", {k: summary[k] for k in ("best_eval_return", "final_eval_return", "env_steps")})
     return summary
+
+
+def _open_run_dir(config: ml_collections.ConfigDict, pipeline: Pipeline, resolved: dict[str, Any],
+                  main: bool) -> results.RunDir:
+    """The run's directory: process 0 opens it (or refuses it, with the reason); the
+    others then read it without writing."""
+    args = (config.results_dir, pipeline.experiment, results.run_name(resolved), resolved)
+    refused = None
+    if main:
+        try:
+            run_dir = results.RunDir(*args, tensorboard=config.tensorboard)
+        except UserError as e:
+            refused = e
+    if not processes.agree([refused is None])[0]:
+        if refused is not None:
+            raise refused
+        raise UserError("process 0 refused the run directory (its log says why)")
+    return run_dir if main else results.RunDir(*args, writer=False)
 
 
 def restore_latest(run_path: str, config: ml_collections.ConfigDict, pipeline: Pipeline,

@@ -1,4 +1,4 @@
-"""Start-of-job helpers: versions, devices, distributed initialisation, the device mesh."""
+"""Start-of-job helpers: versions, devices and the CPU device count (several processes: common/processes.py)."""
 
 from __future__ import annotations
 
@@ -49,14 +49,6 @@ def device_summary() -> dict[str, object]:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
     }
-
-
-def maybe_initialize_distributed() -> None:
-    """Joins the other Slurm tasks of this job, one GPU per task, when there are several."""
-    # Must run before anything touches a JAX backend (even `jax.devices()`).
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        # With no arguments JAX reads Slurm's variables (coordinator, ranks, local GPU).
-        jax.distributed.initialize()
 
 
 _HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"

@@ -49,11 +49,13 @@ def check_impl(impl: str) -> None:
 
 def put_model(mj_model: mujoco.MjModel, impl: str) -> mjx.Model:
     check_impl(impl)
-    return mjx.put_model(mj_model, impl=impl)
+    # This process's first device: MJX's default is the first of all processes' devices,
+    # which only process 0 can reach when several run together.
+    return mjx.put_model(mj_model, impl=impl, device=jax.local_devices()[0])
 
 
 def make_data(model: mjx.Model, impl: str) -> mjx.Data:
-    return mjx.make_data(model, impl=impl)
+    return mjx.make_data(model, impl=impl, device=jax.local_devices()[0])
 
 
 def make_step_fn(frame_skip: int) -> StepFn:

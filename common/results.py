@@ -85,13 +85,18 @@ def _finite_or_none(value: Any) -> Any:
 
 
 class RunDir:
-    """One run's results directory."""
+    """One run's results directory.
+
+    With `writer=False` (every process of a multi-process run but the first) it reads the
+    run's records and keeps later ones in memory, writing nothing.
+    """
 
     def __init__(self, results_dir: str, experiment: str, run_name: str, config: dict[str, Any],
-                 tensorboard: bool = False):
+                 tensorboard: bool = False, writer: bool = True):
         self.path = os.path.join(results_dir, experiment, run_name)
         self.config = config
-        self._tensorboard = tensorboard
+        self.writer = writer
+        self._tensorboard = tensorboard and writer
         self._events: SummaryWriter | None = None
         config_path = os.path.join(self.path, "config.json")
         self.resumed = os.path.exists(config_path)
@@ -110,9 +115,10 @@ class RunDir:
                     f"run_name: {self.path} holds a run made with a different config "
                     f"(fields {differ} differ); choose another --config.run_name"
                 )
-        for sub in ("checkpoints", "plots", "videos"):
-            os.makedirs(os.path.join(self.path, sub), exist_ok=True)
-        atomic_write_json(config_path, config)
+        if writer:
+            for sub in ("checkpoints", "plots", "videos"):
+                os.makedirs(os.path.join(self.path, sub), exist_ok=True)
+            atomic_write_json(config_path, config)
         self._records = self._read_records()
         self._index_columns()
 
@@ -143,6 +149,8 @@ class RunDir:
         """Drops records past `iteration` (logged after the checkpoint a resume starts from)."""
         self._records = [r for r in self._records if r.get("iteration", -1) <= iteration]
         self._index_columns()
+        if not self.writer:
+            return
         self._rewrite()
         if self._tensorboard:
             self.close()
@@ -194,6 +202,8 @@ class RunDir:
         new_columns = any(k not in self._column_set for k in record)
         self._records.append(record)
         self._column_set.update(dict.fromkeys(record))
+        if not self.writer:
+            return
         with open(self.sub("metrics.jsonl"), "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
             f.flush()
@@ -213,7 +223,8 @@ class RunDir:
                 csv.DictWriter(f, fieldnames=self._columns()).writerow(record)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_json(self.sub("summary.json"), {k: _finite_or_none(v) for k, v in summary.items()})
+        if self.writer:
+            atomic_write_json(self.sub("summary.json"), {k: _finite_or_none(v) for k, v in summary.items()})
 
     def plot(self, x: str, ys: Sequence[str], filename: str, title: str = "",
              reference: tuple[str, Sequence[tuple[float, float]]] | None = None) -> str | None:
@@ -221,6 +232,8 @@ class RunDir:
 
         `reference` is a labelled curve drawn beside them (a published baseline).
         """
+        if not self.writer:
+            return None
         series = {y: [(r[x], r[y]) for r in self._records if r.get(x) is not None and r.get(y) is not None] for y in ys}
         series = {y: pts for y, pts in series.items() if pts}
         if not series:

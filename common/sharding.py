@@ -20,6 +20,7 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from jaxtyping import PyTree
 
@@ -68,7 +69,14 @@ def place(tree: PyTree, mesh: Mesh | None, specs: Specs = REPLICATED) -> PyTree:
     if mesh is None:
         return tree
     arrays, static = eqx.partition(tree, eqx.is_array)
-    return eqx.combine(jax.device_put(arrays, _shardings(mesh, arrays, specs)), static)
+    shardings = _shardings(mesh, arrays, specs)
+    if jax.process_count() == 1:
+        return eqx.combine(jax.device_put(arrays, shardings), static)
+    # Several processes, each holding the same whole tree: each builds its own shards.
+    def build(x, sharding):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return eqx.combine(jax.tree.map(build, arrays, shardings), static)
 
 
 def constrain(tree: PyTree, mesh: Mesh | None, specs: Specs = REPLICATED) -> PyTree:

@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     # After the torque fit, Adam on the position error of open-loop rollouts through
     # `refine_window_seconds` training windows (what the replay measures), with the torque
     # loss x `refine_torque_weight` beside it; the best net on the validation blocks' windows.
+    # 0 keeps the torque fit alone (BENCHMARKS.md, "Learned actuators", compares the two).
     c.net.refine_steps = 2000
     c.net.refine_window_seconds = 1.0
     c.net.refine_learning_rate = 1e-3

@@ -27,7 +27,7 @@ import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
-from common import cli, compile_cache, config as config_lib, launch, results, robots, sharding
+from common import cli, compile_cache, config as config_lib, launch, processes, results, robots, sharding
 from experiments import benchmark_es, benchmark_ppo, measure
 from humanoid_es import config as es_config
 from ppo_amp import config as ppo_config
@@ -79,7 +79,7 @@ def main(argv: Sequence[str]) -> None:
         config.early_exit_block = 0
         config.rollout_queue = False
     launch.request_cpu_devices(config.cpu_devices)
-    launch.maybe_initialize_distributed()
+    processes.initialize()
     # The rules of training, with its one-line errors, before anything is built.
     (es_config if es else ppo_config).validate(config, jax.device_count())
     launch.check_cpu_devices(config.cpu_devices)

@@ -38,7 +38,7 @@ import jax
 import ml_collections
 from absl import flags
 
-from common import cli, compile_cache, config as config_lib, host_loop, launch, physics, sharding
+from common import cli, compile_cache, config as config_lib, host_loop, launch, physics, processes, sharding
 from configs import es as es_configs
 from configs import ppo_amp as ppo_configs
 from humanoid_es import config as es_config
@@ -208,7 +208,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     if _ITERATIONS.value < 1:
         raise config_lib.ConfigError(f"--iterations: must be a positive integer, got {_ITERATIONS.value}")
-    launch.maybe_initialize_distributed()
+    processes.initialize()
     cache_dir = compile_cache.enable(os.path.join(_RESULTS.value, "jax_compile_cache"))
     emit("machine", **launch.device_summary(), versions=launch.versions(), tiny=_TINY.value)
     checks = [(f"es_iteration[{impl}]", functools.partial(check_es_iteration, impl, cache_dir))

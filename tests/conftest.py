@@ -42,7 +42,17 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run the tests marked slow (.ci/run does)")
 
 
+# Markers whose tests run only when `-m` names them: they need a cluster or start extra
+# processes, and .ci/run runs them in passes of their own.
+OWN_PASS = {"slurm": "bash scripts/local_slurm.sh up, then -m slurm", "multiprocess": "-m multiprocess"}
+
+
 def pytest_collection_modifyitems(config, items):
+    markexpr = config.getoption("-m") or ""
+    for item in items:
+        for marker, how in OWN_PASS.items():
+            if marker in item.keywords and marker not in markexpr:
+                item.add_marker(pytest.mark.skip(reason=f"{marker}: run with {how} (.ci/run does)"))
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --runslow (.ci/run does)")

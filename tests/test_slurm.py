@@ -1,0 +1,214 @@
+"""The launchers under a real Slurm (scripts/local_slurm.sh up): `sbatch test_run.sh`, and
+preemption of run_h200.sh and run_ppo_amp.sh (signalled by `scancel`, and once by a real
+time limit), each ending where an uninterrupted run of the same command ends.
+
+Marked `slurm`: `bash run_tests.sh -m slurm` runs them (.ci/run does, with the cluster
+up). The jobs ask for what this machine has through command-line overrides of the
+launchers' #SBATCH lines, and write their runs under a temporary results directory.
+"""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slurm
+
+# What the node has (2 cores here); the launchers ask for 16 CPUs and 128G.
+RESOURCES = ("--cpus-per-task=2", "--mem=8G")
+ES_TINY = ("--config.pairs=8", "--config.candidate_chunk=8", "--config.horizon=50", "--config.early_exit_block=0",
+           "--config.num_iterations=40", "--config.eval_every=20", "--config.eval_episodes=2",
+           "--config.checkpoint_every=20", "--config.video_seconds=0", "--config.cpu_devices=1")
+# Under a 3-minute limit signalled 90 s ahead: enough iterations to be mid-run then.
+LIMIT_ITERATIONS = 300
+PPO_TINY = ("--config.num_envs=8", "--config.rollout_length=8", "--config.horizon=64", "--config.num_iterations=30",
+            "--config.ppo.hidden=(16,16)", "--config.ppo.epochs=1", "--config.ppo.minibatches=2",
+            "--config.amp.hidden=(16,16)", "--config.amp.batch_size=16", "--config.amp.steps_per_iteration=1",
+            "--config.amp.replay_capacity=256", "--config.amp.generator_speeds=(0.5,)", "--config.eval_every=15", "--config.eval_episodes=2",
+            "--config.eval_seconds=0.5", "--config.checkpoint_every=15", "--config.video_seconds=0",
+            "--config.cpu_devices=1")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def cluster():
+    up = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "local_slurm.sh"), "status"],
+                        capture_output=True, text=True, timeout=60).returncode == 0
+    if not up:
+        message = "no Slurm cluster is up: bash scripts/local_slurm.sh up"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _env() -> dict[str, str]:
+    """This process's environment less the tests' forced host devices (jobs inherit it)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
+def _sbatch(*args: str) -> str:
+    out = subprocess.run(["sbatch", "--parsable", *args], cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().split(";")[0]
+
+
+def _job(job: str) -> dict[str, str]:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=30)
+    return dict(re.findall(r"(\w+)=(\S*)", out.stdout))
+
+
+def _wait(job: str, until, timeout: float, what: str) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = _job(job)
+        if until(info):
+            return info
+        time.sleep(2)
+    raise AssertionError(f"job {job}: {what} not within {timeout:.0f} s; last {_job(job)}\n{_logs(job)}")
+
+
+def _finished(info: dict[str, str]) -> bool:
+    return info.get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+
+
+def _logs(job: str) -> str:
+    return "".join(open(p).read()[-3000:] for p in sorted(glob.glob(os.path.join(REPO_ROOT, "logs", f"*-{job}.*"))))
+
+
+def _records(run: str) -> list[dict]:
+    path = os.path.join(run, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _final_state(run: str):
+    """The float leaves of the latest checkpoint of `run`, restored as evaluation does."""
+    import jax
+
+    from common import host_loop
+    from experiments import saved_run
+
+    saved = saved_run.open_run(run)
+    _, state = host_loop.restore_latest(run, saved.config, saved.pipeline)
+    return [np.asarray(x) for x in jax.tree.leaves(state) if np.issubdtype(np.asarray(x).dtype, np.floating)]
+
+
+def _uninterrupted(module: str, config: str, results: str, tiny: tuple[str, ...]) -> str:
+    """The same command run straight through, outside Slurm: the run to compare with."""
+    out = subprocess.run([sys.executable, "-m", module, f"--config={config}", *tiny, f"--config.results_dir={results}",
+                          "--config.run_name=straight"], cwd=REPO_ROOT, env=_env(), capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return os.path.join(results, module.split(".")[-1], "straight")
+
+
+def _preempt_and_compare(launcher: str, module: str, config: str, tiny: tuple[str, ...], tmp_path, *,
+                         iterations: int, time_limit: bool) -> dict[str, float]:
+    results = str(tmp_path / "results")
+    run = os.path.join(results, module.split(".")[-1], "preempted")
+    extra = ("--time=3", "--signal=B:USR1@90") if time_limit else ()
+    submitted = time.time()
+    job = _sbatch(*RESOURCES, *extra, launcher, *tiny, f"--config.results_dir={results}",
+                  "--config.run_name=preempted")
+    first = _wait(job, lambda i: i.get("JobState") == "RUNNING", 300, "start")
+    # Signalled mid-run: after a few iterations, well before the last.
+    deadline = time.monotonic() + 600
+    while not any(r.get("iteration", 0) >= 3 for r in _records(run)):
+        assert time.monotonic() < deadline and not _finished(_job(job)), _logs(job)
+        time.sleep(1)
+    first_iteration_s = time.time() - submitted
+    if not time_limit:
+        subprocess.run(["scancel", "--signal=USR1", "--batch", job], check=True, timeout=30)
+    signalled = time.time()
+    _wait(job, lambda i: int(i.get("Restarts", 0)) >= 1, 400, "requeue")
+    stopped_at = max(r["iteration"] for r in _records(run))
+    _wait(job, lambda i: i.get("JobState") == "RUNNING", 400, "restart")
+    resumed_s = time.time() - signalled
+    info = _wait(job, _finished, 900, "completion")
+    assert info["JobState"] == "COMPLETED", _logs(job)
+    log = open(os.path.join(REPO_ROOT, "logs", f"{first['JobName']}-{job}.out")).read()
+    err = open(os.path.join(REPO_ROOT, "logs", f"{first['JobName']}-{job}.err")).read()
+    # Both parts' logs are in the files: the first part's was appended to, not truncated.
+    assert "preempted: requeueing job" in log, log[-3000:]
+    assert f"resuming from iteration {stopped_at}" in err, err[-3000:]
+    assert err.count("backend cpu") >= 2, err[-3000:]
+    summary = json.load(open(os.path.join(run, "summary.json")))
+    assert summary["iterations"] == iterations and 0 < stopped_at < iterations
+    straight = _uninterrupted(module, config, results, tiny)
+    preempted, uninterrupted = _final_state(run), _final_state(straight)
+    assert len(preempted) == len(uninterrupted) > 0
+    for a, b in zip(preempted, uninterrupted):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    diffs = [float(np.max(np.abs(a - b), initial=0.0)) for a, b in zip(preempted, uninterrupted)]
+    return {"first_iteration_s": first_iteration_s, "preempt_to_resume_s": resumed_s, "stopped_at": stopped_at,
+            "max_abs_diff": max(diffs)}
+
+
+def test_sbatch_test_run_completes_with_both_pipelines():
+    submitted = time.time()
+    job = _sbatch(*RESOURCES, "test_run.sh")
+    info = _wait(job, _finished, 1200, "completion")
+    assert info["JobState"] == "COMPLETED", _logs(job)
+    out = os.path.join(REPO_ROOT, "logs", f"humanoid-test-{job}.out")
+    assert re.search(r"python 3\.[\d.]+ \| jax [\d.]+ \| mujoco [\d.]+ \| backend cpu", open(out).read())
+    for pattern in ("test_results/es/*/summary.json", "test_results/ppo_amp/ppo_amp_test/summary.json"):
+        fresh = [p for p in glob.glob(os.path.join(REPO_ROOT, pattern)) if os.path.getmtime(p) >= submitted]
+        assert fresh, f"no {pattern} written by job {job}"
+
+
+def test_es_job_preempted_by_scancel_resumes_to_the_same_theta(tmp_path):
+    figures = _preempt_and_compare("run_h200.sh", "experiments.es", "configs/es.py", ES_TINY, tmp_path,
+                                   iterations=40, time_limit=False)
+    print("es scancel", figures)
+
+
+def test_es_job_preempted_by_its_time_limit_resumes_to_the_same_theta(tmp_path):
+    figures = _preempt_and_compare("run_h200.sh", "experiments.es", "configs/es.py",
+                                   (*ES_TINY[:4], f"--config.num_iterations={LIMIT_ITERATIONS}", *ES_TINY[5:]),
+                                   tmp_path, iterations=LIMIT_ITERATIONS, time_limit=True)
+    print("es time limit", figures)
+
+
+def test_ppo_amp_job_preempted_by_scancel_resumes_to_the_same_state(tmp_path):
+    figures = _preempt_and_compare("run_ppo_amp.sh", "experiments.ppo_amp", "configs/ppo_amp.py", PPO_TINY,
+                                   tmp_path, iterations=30, time_limit=False)
+    print("ppo_amp scancel", figures)
+
+
+def test_two_tasks_through_srun_train_as_one_process_with_two_devices(tmp_path):
+    results = str(tmp_path / "results")
+    short = (*ES_TINY[:4], "--config.num_iterations=3", "--config.eval_every=3", "--config.eval_episodes=2",
+             "--config.checkpoint_every=3", "--config.video_seconds=0")
+    job = _sbatch("--ntasks=2", "--cpus-per-task=1", "--mem=8G", "run_h200.sh", *short, "--config.cpu_devices=1",
+                  f"--config.results_dir={results}", "--config.run_name=tasks")
+    info = _wait(job, _finished, 900, "completion")
+    assert info["JobState"] == "COMPLETED" and info["NumTasks"] == "2", _logs(job)
+    err = open(os.path.join(REPO_ROOT, "logs", f"humanoid-es-{job}.err")).read()
+    assert err.count("iteration 3/3") == 1, err[-3000:]  # one log: process 0's
+    tasks = os.path.join(results, "es", "tasks")
+    one = _uninterrupted("experiments.es", "configs/es.py", results, (*short, "--config.cpu_devices=2"))
+    assert len(json.load(open(os.path.join(tasks, "summary.json")))["devices"]) == 2
+    for a, b in zip(_final_state(tasks), _final_state(one)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bad_config_fails_fast_in_one_line_and_is_not_requeued(tmp_path):
+    job = _sbatch(*RESOURCES, "run_h200.sh", "--config.pairs=-3", f"--config.results_dir={tmp_path}")
+    info = _wait(job, _finished, 300, "failure")
+    assert info["JobState"] == "FAILED" and info["Restarts"] == "0" and info["ExitCode"].startswith("2:"), info
+    err = open(os.path.join(REPO_ROOT, "logs", f"humanoid-es-{job}.err")).read()
+    errors = [line for line in err.splitlines() if "pairs" in line]
+    assert len(errors) == 1 and "error" in errors[0].lower(), err[-2000:]
+    assert not os.listdir(tmp_path)
