@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from jaxtyping import Int
 
 from common.errors import UserError
 
@@ -69,7 +70,7 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
-def agree(values: Sequence[int]) -> np.ndarray:
+def agree(values: Sequence[int]) -> Int[np.ndarray, " n"]:
     """Process 0's `values` (small integers), on every process."""
     mine = np.asarray(values, np.int32)
     if jax.process_count() == 1:
