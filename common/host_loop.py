@@ -244,7 +244,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     # Not after a stop signal: Slurm's grace time is for the checkpoint, not for compiling.
     # The summary is written first: a video that fails loses nothing of the run.
     if config.video_seconds > 0 and stopped_by is None:
-        final = state if jax.process_count() == 1 else processes.to_host(state)
+        final = processes.to_host(state)
     if config.video_seconds > 0 and stopped_by is None and main:
         try:
             clip = video.record_clip(pipeline.playback(trainer, final, config.video_seconds, None),

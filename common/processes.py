@@ -79,8 +79,8 @@ def agree(values: Sequence[int]) -> Int[np.ndarray, " n"]:
 
 
 def to_host(tree: Any) -> Any:
-    """A pytree of (possibly sharded) arrays as whole host arrays, on every process; a
-    collective where there are several processes, so all must call it."""
+    """A pytree of (possibly sharded) arrays whole on this process: as it is with one
+    process; else gathered to host arrays, a collective that all processes must call."""
     if jax.process_count() == 1:
-        return jax.device_get(tree)
+        return tree
     return multihost_utils.process_allgather(tree, tiled=True)

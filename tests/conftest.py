@@ -20,6 +20,19 @@ from common import envs  # noqa: E402
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def final_state(run: str) -> list:
+    """The float leaves (NumPy) of the latest checkpoint of the run in `run`, restored as
+    evaluation does: what "ends where an uninterrupted run ends" compares."""
+    import numpy as np
+
+    from common import host_loop
+    from experiments import saved_run
+
+    saved = saved_run.open_run(run)
+    _, state = host_loop.restore_latest(run, saved.config, saved.pipeline)
+    return [np.asarray(x) for x in jax.tree.leaves(state) if np.issubdtype(np.asarray(x).dtype, np.floating)]
+
+
 @pytest.fixture(scope="session")
 def fast_env():
     return envs.make("humanoid", physics="fast")

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, final_state
 
 pytestmark = pytest.mark.multiprocess
 
@@ -79,17 +79,6 @@ def _records(run: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _final_state(run: str) -> list[np.ndarray]:
-    import jax
-
-    from common import host_loop
-    from experiments import saved_run
-
-    saved = saved_run.open_run(run)
-    _, state = host_loop.restore_latest(run, saved.config, saved.pipeline)
-    return [np.asarray(x) for x in jax.tree.leaves(state) if np.issubdtype(np.asarray(x).dtype, np.floating)]
-
-
 def _same_training(job, tmp_path, metrics: tuple[str, ...]) -> None:
     results = str(tmp_path)
     one = _train(job, results, "one_process", processes=1, devices_each=2)
@@ -102,7 +91,7 @@ def _same_training(job, tmp_path, metrics: tuple[str, ...]) -> None:
             if key in ra:
                 np.testing.assert_allclose(rb[key], ra[key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert len(json.load(open(os.path.join(two, "summary.json")))["devices"]) == 2
-    leaves_one, leaves_two = _final_state(one), _final_state(two)
+    leaves_one, leaves_two = final_state(one), final_state(two)
     assert len(leaves_one) == len(leaves_two) > 0
     for x, y in zip(leaves_one, leaves_two):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
@@ -128,5 +117,5 @@ def test_a_stopped_two_process_run_resumes_exactly(tmp_path):
     assert json.load(open(os.path.join(stopped, "summary.json")))["iterations"] == 30
     straight = _train(job, results, "one_process", processes=1, devices_each=2)
     assert [r["iteration"] for r in _records(stopped)] == [r["iteration"] for r in _records(straight)]
-    for x, y in zip(_final_state(straight), _final_state(stopped)):
+    for x, y in zip(final_state(straight), final_state(stopped)):
         np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)

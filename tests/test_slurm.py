@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, final_state
 
 pytestmark = pytest.mark.slurm
 
@@ -93,18 +93,6 @@ def _records(run: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _final_state(run: str):
-    """The float leaves of the latest checkpoint of `run`, restored as evaluation does."""
-    import jax
-
-    from common import host_loop
-    from experiments import saved_run
-
-    saved = saved_run.open_run(run)
-    _, state = host_loop.restore_latest(run, saved.config, saved.pipeline)
-    return [np.asarray(x) for x in jax.tree.leaves(state) if np.issubdtype(np.asarray(x).dtype, np.floating)]
-
-
 def _uninterrupted(module: str, config: str, results: str, tiny: tuple[str, ...]) -> str:
     """The same command run straight through, outside Slurm: the run to compare with."""
     out = subprocess.run([sys.executable, "-m", module, f"--config={config}", *tiny, f"--config.results_dir={results}",
@@ -150,7 +138,7 @@ def _preempt_and_compare(launcher: str, module: str, config: str, tiny: tuple[st
     summary = json.load(open(os.path.join(run, "summary.json")))
     assert summary["iterations"] == iterations and 0 < stopped_at < iterations
     straight = _uninterrupted(module, config, results, tiny)
-    preempted, uninterrupted = _final_state(run), _final_state(straight)
+    preempted, uninterrupted = final_state(run), final_state(straight)
     assert len(preempted) == len(uninterrupted) > 0
     for a, b in zip(preempted, uninterrupted):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -203,7 +191,7 @@ def test_two_tasks_through_srun_train_as_one_process_with_two_devices(tmp_path):
     tasks = os.path.join(results, "es", "tasks")
     one = _uninterrupted("experiments.es", "configs/es.py", results, (*short, "--config.cpu_devices=2"))
     assert len(json.load(open(os.path.join(tasks, "summary.json")))["devices"]) == 2
-    for a, b in zip(_final_state(tasks), _final_state(one)):
+    for a, b in zip(final_state(tasks), final_state(one)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
