@@ -27,8 +27,9 @@ RESOURCES = ("--cpus-per-task=2", "--mem=8G")
 ES_TINY = ("--config.pairs=8", "--config.candidate_chunk=8", "--config.horizon=50", "--config.early_exit_block=0",
            "--config.num_iterations=40", "--config.eval_every=20", "--config.eval_episodes=2",
            "--config.checkpoint_every=20", "--config.video_seconds=0", "--config.cpu_devices=1")
-# Under a 3-minute limit signalled 90 s ahead (~0.3 s an iteration here): mid-run then.
-LIMIT_ITERATIONS = 150
+# Under a 3-minute limit signalled 90 s ahead the job must still be running 90 s in on
+# any machine (one CI machine ran 150 iterations in 56 s): its length is measured here.
+LIMIT_RUN_SECONDS = 120.0
 PPO_TINY = ("--config.num_envs=8", "--config.rollout_length=8", "--config.horizon=64", "--config.num_iterations=30",
             "--config.ppo.hidden=(16,16)", "--config.ppo.epochs=1", "--config.ppo.minibatches=2",
             "--config.amp.hidden=(16,16)", "--config.amp.batch_size=16", "--config.amp.steps_per_iteration=1",
@@ -165,11 +166,22 @@ def test_es_job_preempted_by_scancel_resumes_to_the_same_theta(tmp_path):
     print("es scancel", figures)
 
 
+def _es_tiny(iterations: int) -> tuple[str, ...]:
+    return (*ES_TINY[:4], f"--config.num_iterations={iterations}", *ES_TINY[5:])
+
+
+def _iterations_lasting(seconds: float, tmp_path) -> int:
+    """How many tiny ES iterations take `seconds` on this machine, from a short straight run."""
+    calibration = _uninterrupted("experiments.es", "configs/es.py", str(tmp_path / "calibration"), _es_tiny(20))
+    per_iteration = float(np.median([r["iteration_seconds"] for r in _records(calibration) if r["iteration"] > 1]))
+    return max(100, int(np.ceil(seconds / per_iteration)))
+
+
 def test_es_job_preempted_by_its_time_limit_resumes_to_the_same_theta(tmp_path):
-    figures = _preempt_and_compare("run_h200.sh", "experiments.es", "configs/es.py",
-                                   (*ES_TINY[:4], f"--config.num_iterations={LIMIT_ITERATIONS}", *ES_TINY[5:]),
-                                   tmp_path, iterations=LIMIT_ITERATIONS, time_limit=True)
-    print("es time limit", figures)
+    iterations = _iterations_lasting(LIMIT_RUN_SECONDS, tmp_path)
+    figures = _preempt_and_compare("run_h200.sh", "experiments.es", "configs/es.py", _es_tiny(iterations), tmp_path,
+                                   iterations=iterations, time_limit=True)
+    print("es time limit", iterations, "iterations", figures)
 
 
 def test_ppo_amp_job_preempted_by_scancel_resumes_to_the_same_state(tmp_path):
