@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from absl import flags
+from jaxtyping import Float
 
 from common import cli, gymnasium_episodes
 
@@ -61,6 +62,29 @@ def episode(weights: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, seed: in
 
     total, steps = gymnasium_episodes.episode(_env(), act, seed, shift)
     return total, steps, s1, s2
+
+
+def ars_step(weights: Float[np.ndarray, "act obs"], deltas: Float[np.ndarray, "n act obs"],
+             plus: Float[np.ndarray, " n"], minus: Float[np.ndarray, " n"],
+             step: float) -> Float[np.ndarray, "act obs"]:
+    """ARS V2's update W + step / (n sigma_r) sum_i (r+_i - r-_i) delta_i, every direction used.
+
+    sigma_r is the std of all 2n returns of the iteration (ARS's scale-free step).
+    """
+    sigma_r = np.concatenate([plus, minus]).std()
+    return weights + step / (len(plus) * sigma_r) * np.einsum("i,ijk->jk", plus - minus, deltas)
+
+
+def state_normalizer(count: int, s1: Float[np.ndarray, " obs"],
+                     s2: Float[np.ndarray, " obs"]) -> tuple[Float[np.ndarray, " obs"], Float[np.ndarray, " obs"]]:
+    """(mean, 1 / std) of `count` states from their sum `s1` and sum of squares `s2`.
+
+    Features with std < 1e-7 get 1 / std = 0, so a constant feature reads 0 (ARS's rule);
+    the variance is floored at 0 because s2 / n - mean^2 can round below it.
+    """
+    mean = s1 / count
+    std = np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
+    return mean, np.where(std < 1e-7, 0.0, 1.0 / np.maximum(std, 1e-7))
 
 
 def _pair(args):
@@ -111,17 +135,14 @@ def main(argv: Sequence[str]) -> None:
                                        for d, s in zip(deltas, seeds)])
             plus = np.array([p[0] for p, _ in results])
             minus = np.array([m[0] for _, m in results])
-            sigma_r = np.concatenate([plus, minus]).std()
-            weights = weights + _STEP.value / (len(results) * sigma_r) * np.einsum("i,ijk->jk", plus - minus, deltas)
+            weights = ars_step(weights, deltas, plus, minus, _STEP.value)
             for p, m in results:
                 for _, steps, a, b in (p, m):
                     env_steps += steps
                     count += steps
                     s1 += a
                     s2 += b
-            mean = s1 / count
-            std = np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
-            inv_std = np.where(std < 1e-7, 0.0, 1.0 / np.maximum(std, 1e-7))
+            mean, inv_std = state_normalizer(count, s1, s2)
             iteration += 1
 
 

@@ -26,12 +26,56 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from common import normalizer, quaternion, rollout
 from common.envs.base import State
 from common.envs.biped.walk import BipedWalk
 from ppo_amp.networks import Actor
+
+
+def step_figures(
+    velocity_ring: Float[Array, "episodes window 2"],
+    state: State,
+    next_state: State,
+    alive: Bool[Array, " episodes"],
+    lived: Int[Array, " episodes"],
+    *,
+    command: Float[Array, " 3"],
+    dt: float,
+    warmup: int,
+) -> tuple[Float[Array, "episodes window 2"], dict[str, Float[Array, " episodes"]]]:
+    """One step's increments of `episode_sums`' sums, and the updated velocity ring.
+
+    The `common.rollout` measure of `episode_sums`: `state` is the batch before the
+    step, `next_state` after it (not yet frozen), `alive` the members the step counts
+    for and `lived` how many steps each had lived before it. Reads only `data.qpos`,
+    `data.qvel`, `data.actuator_force` and `info["terminated"]`.
+    """
+    nxt = next_state
+    rot = jax.vmap(quaternion.to_matrix)(nxt.data.qpos[:, 3:7])
+    v_base = jnp.einsum("nji,nj->ni", rot, nxt.data.qvel[:, :3])
+    ring = jnp.concatenate([velocity_ring[:, 1:], v_base[:, None, :2]], axis=1)
+    v_avg = jnp.mean(ring, axis=1)
+    # A live member has lived exactly as many steps as the episode has run.
+    counted = alive & (lived >= warmup)
+    power = jnp.sum(jnp.abs(nxt.data.actuator_force * nxt.data.qvel[:, 6:]), axis=-1)
+    planar = jnp.linalg.norm(nxt.data.qpos[:, :2] - state.data.qpos[:, :2], axis=-1)
+    f = lambda m, x: jnp.where(m, x, 0.0)
+    add = {
+        "counted_steps": f(counted, 1.0),
+        "tracking": f(counted, jnp.linalg.norm(v_avg - command[:2], axis=-1)),
+        "tracking_instant": f(alive, jnp.linalg.norm(v_base[:, :2] - command[:2], axis=-1)),
+        "speed": f(alive, v_base[:, 0]),
+        "yaw_rate": f(alive, nxt.data.qvel[:, 5]),
+        "torque": f(alive, jnp.mean(jnp.abs(nxt.data.actuator_force), axis=-1)),
+        "energy": f(alive, power * dt),
+        "distance": f(alive, planar),
+        # At most once per episode: the member is frozen after its last step.
+        "fell": f(alive & nxt.info["terminated"], 1.0),
+    }
+    # A frozen member's ring stays as it was at its last live step.
+    return jnp.where(alive[:, None, None], ring, velocity_ring), add
 
 
 def episode_sums(
@@ -64,30 +108,10 @@ def episode_sums(
         return carry, actor.deterministic(normalizer.normalize(obs_stats, obs, clip=obs_clip))
 
     def measure(velocity_ring, s: State, nxt: State, alive, lived):
-        rot = jax.vmap(quaternion.to_matrix)(nxt.data.qpos[:, 3:7])
-        v_base = jnp.einsum("nji,nj->ni", rot, nxt.data.qvel[:, :3])
-        ring = jnp.concatenate([velocity_ring[:, 1:], v_base[:, None, :2]], axis=1)
-        v_avg = jnp.mean(ring, axis=1)
-        # A live member has lived exactly as many steps as the episode has run.
-        counted = alive & (lived >= warmup)
-        power = jnp.sum(jnp.abs(nxt.data.actuator_force * nxt.data.qvel[:, 6:]), axis=-1)
-        planar = jnp.linalg.norm(nxt.data.qpos[:, :2] - s.data.qpos[:, :2], axis=-1)
-        f = lambda m, x: jnp.where(m, x, 0.0)
-        add = {
-            "counted_steps": f(counted, 1.0),
-            "tracking": f(counted, jnp.linalg.norm(v_avg - command[:2], axis=-1)),
-            "tracking_instant": f(alive, jnp.linalg.norm(v_base[:, :2] - command[:2], axis=-1)),
-            "speed": f(alive, v_base[:, 0]),
-            "yaw_rate": f(alive, nxt.data.qvel[:, 5]),
-            "torque": f(alive, jnp.mean(jnp.abs(nxt.data.actuator_force), axis=-1)),
-            "energy": f(alive, power * dt),
-            "distance": f(alive, planar),
-            # At most once per episode: the member is frozen after its last step.
-            "fell": f(alive & nxt.info["terminated"], 1.0),
-        }
+        ring, add = step_figures(velocity_ring, s, nxt, alive, lived, command=command, dt=dt, warmup=warmup)
         if extra is not None:
             add.update(extra(s, nxt, alive))
-        return jnp.where(alive[:, None, None], ring, velocity_ring), add
+        return ring, add
 
     out = rollout.rollout(env, act, lambda _: (), None, keys, steps, measure=measure,
                           measure_carry=jnp.zeros((n, window_steps, 2)))

@@ -1,23 +1,50 @@
 """Test session setup: CPU only, four forced host devices, shared compiled functions.
 
 MJX compiles each function in 10-30 s on CPU, so envs and jitted steps are session
-fixtures reused across tests, at a few fixed small shapes.
+fixtures reused across tests, at a few fixed small shapes; every compile of the run
+(in process, in both workers, and in the command lines, multi-process runs and Slurm
+jobs the tests start) goes through one persistent cache, `$TEST_COMPILE_CACHE`, which
+`run_tests.sh` creates. XLA compiles at its lowest backend optimisation level: the tests
+check behaviour, not speed, and MJX compiles about a third faster (BENCHMARKS.md, "Test
+suite").
 """
 
 import os
+import tempfile
 
+# What the command lines that tests start run with: CPU, one device, the same XLA
+# flags everywhere so that their compiles share cache entries.
+CLI_XLA_FLAGS = "--xla_backend_optimization_level=0"
 # Must be set before JAX initialises its backend.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " " + CLI_XLA_FLAGS
+# pytest run directly (not through run_tests.sh): a cache for this process alone.
+COMPILE_CACHE = os.environ.get("TEST_COMPILE_CACHE") or tempfile.mkdtemp(prefix="test-xla-cache-")
 
 import equinox as eqx  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from common import envs  # noqa: E402
+from common import compile_cache, envs  # noqa: E402
+
+compile_cache.enable(COMPILE_CACHE)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    """The environment of a command line a test starts: CPU, one device, `CLI_XLA_FLAGS`."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=CLI_XLA_FLAGS)
+    env.update(overrides)
+    return env
+
+
+def cache_flag() -> str:
+    """The config override that points a training or benchmark command at the run's cache."""
+    return f"--config.compile_cache_dir={COMPILE_CACHE}"
 
 
 def final_state(run: str) -> list:
@@ -31,6 +58,34 @@ def final_state(run: str) -> list:
     saved = saved_run.open_run(run)
     _, state = host_loop.restore_latest(run, saved.config, saved.pipeline)
     return [np.asarray(x) for x in jax.tree.leaves(state) if np.issubdtype(np.asarray(x).dtype, np.floating)]
+
+
+def assert_same_leaves(expected, actual, rtol: float = 0.0, atol: float = 0.0) -> None:
+    """Asserts two pytrees (a list of leaves is one) match leaf by leaf: same structure,
+    shapes and dtypes, values exactly equal when both tolerances are 0, else close.
+
+    Refuses an empty comparison and mismatched structures, where a `zip` over the leaves
+    would pass whatever the trees held. Typed PRNG keys compare by their key data.
+    """
+    import numpy as np
+
+    def host(x):
+        if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        return np.asarray(x)
+
+    paths_e, tree_e = jax.tree_util.tree_flatten_with_path(expected)
+    leaves_a, tree_a = jax.tree.flatten(actual)
+    assert tree_e == tree_a, f"tree structures differ:\nexpected {tree_e}\nactual   {tree_a}"
+    assert paths_e, "no leaves to compare"
+    for (path, e), a in zip(paths_e, leaves_a):
+        e, a = host(e), host(a)
+        where = f"leaf {jax.tree_util.keystr(path)} of {len(paths_e)}"
+        assert (e.shape, e.dtype) == (a.shape, a.dtype), f"{where}: expected {e.shape} {e.dtype}, got {a.shape} {a.dtype}"
+        if rtol == 0 and atol == 0:
+            np.testing.assert_array_equal(a, e, err_msg=where)
+        else:
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=where)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 from common.actuator import log as log_lib
 from common.actuator import net as net_lib
 from ppo_amp import actuator_fit, actuator_rig
+from tests.conftest import assert_same_leaves
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +185,9 @@ def test_learned_actuators_drive_the_biped_inside_the_jitted_step(net_file):
     # and the same inputs give the same states.
     batch = step(s0, actions[0])
     flipped = step(jax.tree.map(lambda x: x[::-1], s0), actions[0][::-1])
-    for a, b in zip(batch.info["actuator_history"], flipped.info["actuator_history"]):
-        np.testing.assert_allclose(a, b[::-1], atol=2e-4)  # batch order changes XLA rounding only
+    # Batch order changes XLA rounding only.
+    assert_same_leaves(jax.tree.map(lambda x: x[::-1], flipped.info["actuator_history"]),
+                       batch.info["actuator_history"], atol=2e-4)
     assert not np.allclose(batch.info["actuator_history"][0][0], batch.info["actuator_history"][0][1])
     again = step(s0, actions[0])
     np.testing.assert_array_equal(again.data.qpos, batch.data.qpos)
@@ -203,9 +205,9 @@ def test_cli_collects_and_trains_and_refuses_bad_input_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import REPO_ROOT
+    from tests.conftest import REPO_ROOT, cli_env
 
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    env = cli_env()
     run = lambda *args: subprocess.run([sys.executable, "-m", "experiments.actuator", *args], cwd=REPO_ROOT,
                                        env=env, capture_output=True, text=True, timeout=300)
     logs, out = str(tmp_path / "logs"), str(tmp_path / "net")

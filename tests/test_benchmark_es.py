@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, cache_flag, cli_env
 
 
 @pytest.mark.slow
@@ -14,8 +14,8 @@ def test_es_benchmark_lines_and_baselines(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark", "--config=configs/es_test.py", "--profiles=fast",
          "--repeats=1", "--config.pairs=4", "--config.candidate_chunk=4", "--config.horizon=10",
-         "--config.policy.size=8", f"--config.results_dir={tmp_path}", f"--config.compile_cache_dir={tmp_path}/cache"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+         "--config.policy.size=8", f"--config.results_dir={tmp_path}", cache_flag()],
+        cwd=REPO_ROOT, env=cli_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = {l["name"]: l for l in map(json.loads, proc.stdout.strip().splitlines())}
     expected = {"mjx_physics": None, "mjx_env_step": "mjx_physics", "mujoco_c_rollout": "mjx_env_step",

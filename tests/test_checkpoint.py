@@ -5,10 +5,10 @@ import os
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from common import checkpoint, normalizer
+from tests.conftest import assert_same_leaves
 
 
 class _TrainState(eqx.Module):
@@ -30,8 +30,7 @@ def _state(seed):
 
 
 def _assert_tree_equal(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert_same_leaves(a, b)
 
 
 def test_round_trip_and_latest(tmp_path):

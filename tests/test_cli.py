@@ -76,7 +76,17 @@ def test_run_commands_refuse_bad_input_in_one_line(es_run_dir, args, expected):
     assert expected in _run((*args, f"--run={es_run_dir}"), jax_platforms=None)
 
 
-def test_no_tpu_probe_line():
-    # The validation error comes after the backend started (it needs the device count).
-    line = _run(("experiments.es", "--config=configs/es_test.py", "--config.eval_every=0"), jax_platforms=None)
-    assert line == "error: config.eval_every: must be a positive integer (got 0)"
+@pytest.mark.parametrize("flags, expected", [
+    (("--config.eval_every=0",), "error: config.eval_every: must be a positive integer (got 0)"),
+    # The tests' 4 host devices (XLA_FLAGS, inherited) cannot split a chunk of 2.
+    (("--config.pairs=1", "--config.candidate_chunk=2"),
+     "error: config.candidate_chunk: must be divisible by the number of devices (4) (got 2)"),
+])
+def test_bad_config_is_the_only_line_after_the_backend_starts_and_writes_nothing(tmp_path, flags, expected):
+    """Validation that needs the device count runs once JAX is up: still one line (no
+    backend probe chatter), before anything compiles, and no results directory."""
+    results = tmp_path / "results"
+    line = _run(("experiments.es", "--config=configs/es_test.py", *flags, f"--config.results_dir={results}"),
+                jax_platforms=None)
+    assert line == expected
+    assert not results.exists()

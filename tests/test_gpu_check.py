@@ -7,13 +7,12 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, cli_env
 
 
 @pytest.mark.slow
 def test_gpu_check_prints_every_figure_at_a_tiny_shape(tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0",
-               GPU_CHECK_WHEELS=str(tmp_path / "no_wheels"))
+    env = cli_env(GPU_CHECK_WHEELS=str(tmp_path / "no_wheels"))
     proc = subprocess.run(
         ["bash", "scripts/gpu_check.sh", "--tiny", "--iterations=2", "--es_seconds=25",
          f"--results_dir={tmp_path}"],

@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from common import physics
+from tests.conftest import assert_same_leaves
 
 
 def _assert_member_equal(tree_a, tree_b, i):
-    for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_b)):
-        np.testing.assert_array_equal(np.asarray(a)[i], np.asarray(b)[i])
+    member = lambda t: jax.tree.map(lambda x: np.asarray(x)[i], t)
+    assert_same_leaves(member(tree_a), member(tree_b))
 
 
 def test_nan_in_one_member_leaves_the_others_bit_identical(fast_batch_fns):

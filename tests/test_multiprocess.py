@@ -1,6 +1,7 @@
 """Several JAX processes through jax.distributed (common/processes.py), as local CPU
 processes over gloo: 2 processes x 1 device train exactly as 1 process x 2 devices, for
-ES and for PPO+AMP, and only process 0 writes the run's records.
+ES (stopped by SIGUSR1 and resumed on the way) and for PPO+AMP, and only process 0
+writes the run's records.
 
 Marked `multiprocess` (they start extra JAX processes): `bash run_tests.sh -m
 multiprocess` runs them, as .ci/run does.
@@ -18,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, final_state
+from tests.conftest import REPO_ROOT, assert_same_leaves, cache_flag, cli_env, final_state
 
 pytestmark = pytest.mark.multiprocess
 
@@ -43,8 +44,8 @@ def _train(job, results: str, name: str, processes: int, devices_each: int, stop
     (as Slurm does, to all) once an iteration past it is logged, and expects a stop."""
     module, config, tiny = job
     args = [sys.executable, "-m", module, f"--config={config}", *tiny, f"--config.results_dir={results}",
-            f"--config.run_name={name}", f"--config.cpu_devices={devices_each}"]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+            f"--config.run_name={name}", f"--config.cpu_devices={devices_each}", cache_flag()]
+    env = cli_env()
     for k in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         env.pop(k, None)
     if processes == 1:
@@ -79,10 +80,9 @@ def _records(run: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _same_training(job, tmp_path, metrics: tuple[str, ...]) -> None:
-    results = str(tmp_path)
-    one = _train(job, results, "one_process", processes=1, devices_each=2)
-    two = _train(job, results, "two_processes", processes=2, devices_each=1)
+def _assert_same_training(one: str, two: str, metrics: tuple[str, ...]) -> None:
+    """Run `two` (two processes) logged what run `one` (one process, two devices) logged,
+    iteration by iteration, and ended in the same state."""
     a, b = _records(one), _records(two)
     assert [r["iteration"] for r in a] == [r["iteration"] for r in b]
     assert all(any(key in r for r in a) for key in metrics), metrics
@@ -91,21 +91,18 @@ def _same_training(job, tmp_path, metrics: tuple[str, ...]) -> None:
             if key in ra:
                 np.testing.assert_allclose(rb[key], ra[key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert len(json.load(open(os.path.join(two, "summary.json")))["devices"]) == 2
-    leaves_one, leaves_two = final_state(one), final_state(two)
-    assert len(leaves_one) == len(leaves_two) > 0
-    for x, y in zip(leaves_one, leaves_two):
-        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
-
-
-def test_es_two_processes_train_as_one_process_with_two_devices(tmp_path):
-    _same_training(ES, tmp_path, ("fitness_mean", "fitness_max", "grad_norm", "eval_return", "theta_norm"))
+    assert_same_leaves(final_state(one), final_state(two), rtol=1e-5, atol=1e-6)
 
 
 def test_ppo_amp_two_processes_train_as_one_process_with_two_devices(tmp_path):
-    _same_training(PPO, tmp_path, ("loss/policy", "loss/value", "disc/loss", "optim/grad_norm", "eval_return"))
+    one = _train(PPO, str(tmp_path), "one_process", processes=1, devices_each=2)
+    two = _train(PPO, str(tmp_path), "two_processes", processes=2, devices_each=1)
+    _assert_same_training(one, two, ("loss/policy", "loss/value", "disc/loss", "optim/grad_norm", "eval_return"))
 
 
-def test_a_stopped_two_process_run_resumes_exactly(tmp_path):
+def test_es_two_processes_stopped_and_resumed_train_as_one_process_with_two_devices(tmp_path):
+    """Two processes stopped by SIGUSR1 mid-run, then resumed by the same command, log and
+    end as one process with two devices run straight through: both equalities at once."""
     module, config, tiny = ES
     job = (module, config, (*[t for t in tiny if "num_iterations" not in t and "checkpoint_every" not in t],
                             "--config.num_iterations=30", "--config.checkpoint_every=30"))
@@ -116,6 +113,4 @@ def test_a_stopped_two_process_run_resumes_exactly(tmp_path):
     _train(job, results, "two_processes", processes=2, devices_each=1)
     assert json.load(open(os.path.join(stopped, "summary.json")))["iterations"] == 30
     straight = _train(job, results, "one_process", processes=1, devices_each=2)
-    assert [r["iteration"] for r in _records(stopped)] == [r["iteration"] for r in _records(straight)]
-    for x, y in zip(final_state(straight), final_state(stopped)):
-        np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+    _assert_same_training(straight, stopped, ("fitness_mean", "fitness_max", "grad_norm", "eval_return", "theta_norm"))

@@ -104,9 +104,9 @@ def test_work_queue_equals_chunks(evaluate):
     assert len(set(queued.length.tolist())) > 1
 
 
-# ~55 s on 2 cores; the default suite checks sharded = single device on the whole ES
-# iteration (test_es_train.py), which runs this rollout.
-@pytest.mark.slow
+# The default suite's check that ES sharding changes nothing, on episodes that end by
+# falling; the whole ES iteration on four devices (ahead-of-time executables, the
+# evaluation, the normaliser) is the slow tests/test_es_train.py check.
 def test_sharded_over_four_devices_equals_one_device(evaluate):
     assert jax.device_count() == 4, "conftest forces four host devices"
     mesh = sharding.make_mesh()
