@@ -35,6 +35,17 @@ compile_cache.enable(COMPILE_CACHE)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def set_fields(config, fields: dict):
+    """`config` with each dotted field of `fields` (`"policy.size"`) set; returns it."""
+    for name, value in fields.items():
+        node = config
+        *parents, leaf = name.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
 def cli_env(**overrides: str) -> dict[str, str]:
     """The environment of a command line a test starts: CPU, one device, `CLI_XLA_FLAGS`."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=CLI_XLA_FLAGS)
@@ -115,7 +126,17 @@ def pytest_addoption(parser):
 OWN_PASS = {"slurm": "bash scripts/local_slurm.sh up, then -m slurm", "multiprocess": "-m multiprocess"}
 
 
+# The default suite's longest files (a minute or more each on 2 cores: BENCHMARKS.md,
+# "Test suite"), handed to the two workers first: whole files go to whichever worker is
+# free, so long ones left to the end would run alone while the other worker idles.
+LONGEST_FIRST = ("test_ppo_amp_cli.py", "test_rollout.py", "test_ppo_amp_train.py", "test_es_train.py",
+                 "test_parity.py", "test_auto_reset.py", "test_fast_profile.py", "test_compile_cache.py",
+                 "test_robustness.py", "test_actuator.py", "test_biped_walk.py", "test_guard.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
     markexpr = config.getoption("-m") or ""
     for item in items:
         for marker, how in OWN_PASS.items():

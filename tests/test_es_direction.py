@@ -29,8 +29,8 @@ _TARGET = jnp.linspace(-1.0, 1.0, 17)
 class _ToyTrainer(Trainer):
     """The ES trainer with each candidate's episode return replaced by `fitness(params)`."""
 
-    def __init__(self, config, fitness: Callable[[Float[Array, " params"]], Float[Array, ""]]):
-        super().__init__(config)
+    def __init__(self, config, fitness: Callable[[Float[Array, " params"]], Float[Array, ""]], mesh=None):
+        super().__init__(config, mesh)
         self.fitness = fitness
 
     def _population(self, state, candidate, shared, key, candidates=None) -> rollout.Outcome:

@@ -13,7 +13,7 @@ from common import checkpoint, onnx_export, sharding, video
 from configs import es_test
 from humanoid_es import export as es_export
 from humanoid_es.trainer import Trainer
-from tests.conftest import assert_same_leaves
+from tests.conftest import assert_same_leaves, set_fields
 
 # A 4-step horizon keeps compiled rollouts small and makes 4 devices agree with one to
 # float tolerance (see the sharding test).
@@ -22,14 +22,7 @@ TINY = {"pairs": 4, "candidate_chunk": 2, "horizon": 4, "early_exit_block": 2, "
 
 
 def _tiny_config(**overrides):
-    c = es_test.get_config()
-    for k, v in {**TINY, **overrides}.items():
-        node = c
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = v
-    return c
+    return set_fields(es_test.get_config(), {**TINY, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -224,6 +224,9 @@ def test_robustness_suite_writes_its_lines_table_and_chart(run_dir):
         assert 0 < line["seconds"] <= longest * dt + 1e-9
         assert line["distance_min_m"] <= line["distance_m"] <= line["path_m"] + 1e-9
     walk = lines[[s.name for s in robustness.SCENARIOS].index("walk_50m")]
+    # No episode ends within the env's 10 grace steps, so a walk that ran the other
+    # scenarios' 10 steps, not its own length, would read at most 10 steps.
+    assert walk["seconds"] > 10 * dt
     # An untrained walker falls long before 50 m: the walk is judged on its own distance.
     assert walk["success_rate"] == 0.0 and walk["distance_m"] < 50.0
 

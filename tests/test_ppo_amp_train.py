@@ -12,20 +12,11 @@ from common.config import ConfigError
 from configs import ppo_amp_test
 from ppo_amp import amp, config as ppo_config, hooks
 from ppo_amp.trainer import Trainer
-from tests.conftest import assert_same_leaves
+from tests.conftest import assert_same_leaves, set_fields
 
 
 def _config(**overrides):
-    c = ppo_amp_test.get_config()
-    c.num_envs = 8
-    c.rollout_length = 4
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return set_fields(ppo_amp_test.get_config(), {"num_envs": 8, "rollout_length": 4, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +116,7 @@ def test_plain_ppo_without_amp():
     ("curriculum.threshold", 0.0, "curriculum.threshold"),
 ])
 def test_bad_config_is_one_clear_error_before_any_results(tmp_path, field, value, message):
-    c = _config(**{"results_dir": str(tmp_path / "results")})
-    node = c
-    *path, last = field.split(".")
-    for p in path:
-        node = node[p]
-    node[last] = value
+    c = _config(**{"results_dir": str(tmp_path / "results"), field: value})
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
         ppo_config.validate(c, n_devices=4)
     with pytest.raises(ConfigError):

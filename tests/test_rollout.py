@@ -1,4 +1,7 @@
-"""Population evaluation: chunked = unchunked, early exit = full scan, 4 devices = 1 device."""
+"""Population evaluation: chunked = unchunked, early exit = full scan, 4 devices = 1 device.
+
+The training form (`rollout.auto_reset`) is in tests/test_auto_reset.py: a file of its
+own, so that the test workers share the compiles evenly."""
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +47,7 @@ def evaluate(fast_env):
             cache[name] = jax.device_get(fn(theta, key))
         return cache[name]
 
+    run.theta, run.key = theta, key
     return run
 
 
@@ -104,13 +108,27 @@ def test_work_queue_equals_chunks(evaluate):
     assert len(set(queued.length.tolist())) > 1
 
 
-# The default suite's check that ES sharding changes nothing, on episodes that end by
-# falling; the whole ES iteration on four devices (ahead-of-time executables, the
-# evaluation, the normaliser) is the slow tests/test_es_train.py check.
-def test_sharded_over_four_devices_equals_one_device(evaluate):
+def _row(_, item, key):
+    """An evosax-style candidate: its parameters are its row of a population array."""
+    index, row = item
+    return row, jax.random.fold_in(key, 10_000 + index // 2)
+
+
+# The default suite's check that sharding changes nothing, on episodes that end by
+# falling, through the path evosax strategies take (a population array, each device
+# receiving its own rows). The perturbative ES iteration on four devices (ahead-of-time
+# executables, the evaluation, the normaliser) is the slow tests/test_es_train.py check,
+# and the strategies' own sharding constraint tests/test_es_strategies.py's.
+def test_sharded_over_four_devices_equals_one_device(evaluate, fast_env):
     assert jax.device_count() == 4, "conftest forces four host devices"
-    mesh = sharding.make_mesh()
-    _assert_same(evaluate(POPULATION, mesh=mesh), evaluate(POPULATION))
+    theta, key = evaluate.theta, evaluate.key
+    indices = jnp.arange(POPULATION, dtype=jnp.int32)
+    rows = jax.vmap(lambda i: _candidate(theta, i, key)[0])(indices)
+    fn = jax.jit(lambda rows, key: rollout.evaluate_population(
+        fast_env, _act, _init_carry, _row, None, key, population=POPULATION, chunk=POPULATION, horizon=HORIZON,
+        mesh=sharding.make_mesh(), candidates=(indices, rows)))
+    # The same candidates as the index-based rollout on one device, to rounding.
+    _assert_same(jax.device_get(fn(rows, key)), evaluate(POPULATION))
 
 
 def test_bad_shapes_are_refused(fast_env):
@@ -127,47 +145,3 @@ def test_bad_shapes_are_refused(fast_env):
     with pytest.raises(ValueError, match="must be >= 1 and divide horizon"):
         rollout.rollout(fast_env, _act, _init_carry, jnp.zeros((2, 17, 376)),
                         jax.random.split(jax.random.PRNGKey(0), 2), horizon=10, block=3)
-
-
-def test_auto_reset_restarts_finished_episodes_and_accounts_for_them(fast_env, fast_batch_fns):
-    n, t = 4, HORIZON
-    # A strong constant action makes the humanoid fall within the 60 steps, each env at its own time.
-    actions = 0.4 * jnp.tanh(jax.random.normal(jax.random.PRNGKey(5), (n, fast_env.action_size)))
-    act_keys, reset_keys = jax.random.split(jax.random.PRNGKey(6), (2, t, n))
-    # The start states and every reset the scan may draw, from one compiled batch (reset
-    # run eagerly, op by op, cost minutes).
-    keys = jnp.concatenate([jax.random.split(jax.random.PRNGKey(7), n), reset_keys.reshape(t * n, 2)])
-    resets = fast_batch_fns[0](keys)
-    start = jax.tree.map(lambda x: x[:n], resets)
-    running = rollout.Running(state=start, extra=jnp.zeros((n,)), episode_return=jnp.zeros((n,)),
-                              episode_length=jnp.zeros((n,), jnp.int32))
-
-    def record(steps_seen, s, new, fresh, done):
-        # The caller's own carry: steps since its episode began, restarted where one ended.
-        steps_seen = jnp.where(done, 0.0, steps_seen + 1.0)
-        return steps_seen, fresh.obs
-
-    run = jax.jit(lambda r: rollout.auto_reset(fast_env.step, fast_env.reset, lambda s, k: (actions, ()), record,
-                                               r, act_keys, reset_keys))
-    final, steps = jax.device_get(run(running))
-    done = np.asarray(steps.done)
-    assert done.any(axis=0).all(), "every env should have finished an episode"
-    fresh_obs = np.asarray(resets.obs[n:]).reshape(t, n, -1)
-    for env in range(n):
-        ends = np.flatnonzero(done[:, env])
-        begin = 0
-        for end in ends:
-            # A finished episode reports its own return and length, and the next step
-            # starts from the reset drawn with that step's key.
-            np.testing.assert_allclose(steps.finished_return[end, env], steps.reward[begin:end + 1, env].sum(),
-                                       rtol=1e-5)
-            assert steps.finished_length[end, env] == end + 1 - begin
-            # The reset inside the scan is a differently fused XLA program: equal to the last bits or so.
-            np.testing.assert_allclose(steps.out[end, env], fresh_obs[end, env], rtol=1e-5, atol=1e-6)
-            if end + 1 < t:
-                np.testing.assert_allclose(steps.obs[end + 1, env], fresh_obs[end, env], rtol=1e-5, atol=1e-6)
-            begin = end + 1
-        assert (steps.finished_return[:, env][~done[:, env]] == 0).all()
-        # What carries over is the unfinished episode's running figures.
-        assert final.episode_length[env] == t - begin == final.extra[env]
-        np.testing.assert_allclose(final.episode_return[env], steps.reward[begin:, env].sum(), rtol=1e-5)
