@@ -76,8 +76,10 @@ def test_evaluate_under_the_runs_and_gymnasiums_physics(run_dir):
     assert own["eval_length"] == 4  # the run's horizon: nobody falls within 4 steps
     assert 0 < gym["eval_length"] <= 4
     # The same policy and episode seeds under other physics (RK4, every geom colliding):
-    # the rewards differ, so the profile really was swapped.
-    assert gym["eval_return"] != pytest.approx(own["eval_return"], rel=1e-4)
+    # the returns differ (by 3.4e-4 of ~20, measured), so the profile really was swapped.
+    # Under the same physics both commands run one program and agree to the bit; the
+    # bound is five float32 steps at 20.
+    assert abs(gym["eval_return"] - own["eval_return"]) > 1e-5
 
 
 def test_play_writes_the_clip_it_reports(run_dir):

@@ -100,6 +100,9 @@ def test_training_ends_with_a_video_and_tensorboard_curves(run_dir):
     assert set(events.Tags()["scalars"]) >= {"episode_return", "disc_accuracy", "env_steps"}
 
 
+# ~35 s on 2 cores (the recorded play's compile): run by .ci/run, beside the ES run's play
+# (tests/test_es_cli.py). The default suite renders the training's final video.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:os.fork")
 def test_play_renders_the_walker_at_a_command(run_dir, tmp_path):
     out = str(tmp_path / "walk.mp4")
