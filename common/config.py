@@ -73,6 +73,10 @@ def run_fields() -> ml_collections.ConfigDict:
     # Also stop once this many env steps are done (after the iteration that crosses it,
     # which is evaluated); 0 means no limit. Schedules still run over num_iterations.
     c.max_env_steps = 0
+    # If > 0, evaluate at the first iteration past each multiple of this many env steps,
+    # in place of every `eval_every` iterations: an ES iteration's steps grow tenfold as
+    # episodes lengthen, so a cadence in iterations thins out exactly when it matters.
+    c.eval_every_env_steps = 0
     # On the CPU backend, split the host into this many XLA devices, one per core (0
     # keeps JAX's single CPU device; no effect on GPU).
     c.cpu_devices = 0
@@ -99,7 +103,7 @@ def validate_run(config: ml_collections.ConfigDict) -> None:
     """
     positive_int(config, "num_iterations", "horizon", "eval_every", "eval_episodes", "checkpoint_every",
                  "checkpoints_to_keep")
-    non_negative_int(config, "max_env_steps")
+    non_negative_int(config, "max_env_steps", "eval_every_env_steps")
     require(isinstance(config.seed, int) and not isinstance(config.seed, bool), "seed", "must be an integer",
             config.seed)
     require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",

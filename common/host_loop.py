@@ -1,7 +1,8 @@
 """The host loop of both pipelines: build, compile, then iterate, evaluate, record, checkpoint, resume.
 
 The loop does no learning: it calls the pipeline's jitted `Trainer.iteration`, evaluates
-at the start of a fresh run, every `eval_every` iterations and after the last, logs one
+at the start of a fresh run, every `eval_every` iterations (or `eval_every_env_steps`
+env steps) and after the last, logs one
 line and one metrics record per iteration, checkpoints every `checkpoint_every`
 iterations and on exit, and stops cleanly on SIGTERM/SIGUSR1 (Slurm's warning before
 preemption or the time limit). Running the same command with the same run name resumes
@@ -94,6 +95,12 @@ class Pipeline:
     # `keep_inputs(config, run_path)`: copies the input files the run depends on into its
     # directory (checking a resumed run's copies) and returns what to record of them.
     keep_inputs: Callable[[ml_collections.ConfigDict, str], dict[str, Any]] = lambda config, path: {}
+    # `init_from(config, trainer)`: for a fresh run that starts from another run's state,
+    # returns `start(state) -> (state, env_steps)`, the state to begin with and the env
+    # steps it already holds; None where the config names no other run. Called before
+    # the run's directory is opened, so a bad source never creates one.
+    init_from: Callable[[ml_collections.ConfigDict, Trainer], Callable[[Any], tuple[Any, int]] | None] = (
+        lambda config, trainer: None)
 
 
 def _floats(tree: dict[str, Any]) -> dict[str, float]:
@@ -123,6 +130,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     mesh = sharding.make_mesh()
     # Built first, so that input only the trainer can check never touches an existing run.
     trainer = pipeline.make_trainer(config, mesh)
+    branch = pipeline.init_from(config, trainer)
     resolved = config_lib.to_dict(config)
     run_dir = _open_run_dir(config, pipeline, resolved, main)
     logging.info("results in %s", run_dir.path)
@@ -150,6 +158,9 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     run_dir.truncate_after(start_iteration if start_iteration else -1)
     previous = run_dir.records[-1] if run_dir.records else {}
     env_steps = int(previous.get("env_steps", 0))
+    if start_iteration == 0 and branch is not None:
+        state, env_steps = branch(state)
+        state = trainer.place(state)
     wall_before = float(previous.get("wall_seconds", 0.0))
 
     shape = {"horizon": config.horizon, "physics": config.physics, "impl": config.impl,
@@ -171,7 +182,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     last_eval = evals[-1] if evals else None
     if start_iteration == 0:
         last_eval = evaluate(state)
-        record = {"iteration": 0, "env_steps": 0, "wall_seconds": 0.0, "compile_seconds": compile_seconds,
+        record = {"iteration": 0, "env_steps": env_steps, "wall_seconds": 0.0, "compile_seconds": compile_seconds,
                   **last_eval}
         run_dir.log(record)
         best_eval = last_eval["eval_return"]
@@ -180,6 +191,12 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
 
     iteration = start_iteration
     loop_start = time.perf_counter()
+
+    def eval_due(iteration: int, steps_before: int, steps_after: int) -> bool:
+        every = config.eval_every_env_steps
+        if every:
+            return steps_after // every > steps_before // every
+        return iteration % config.eval_every == 0
 
     def budget_left() -> bool:
         return not config.max_env_steps or env_steps < config.max_env_steps
@@ -195,13 +212,14 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
         metrics = _floats(jax.device_get(metrics))
         seconds = time.perf_counter() - t0
         iteration += 1
+        steps_before = env_steps
         env_steps += int(metrics["iteration_env_steps"])
         record = {"iteration": iteration, "env_steps": env_steps,
                   "env_steps_per_s": metrics["iteration_env_steps"] / seconds,
                   "iteration_seconds": seconds, **metrics}
         if iteration == start_iteration + 1:
             record["compile_seconds"] = compile_seconds
-        if iteration % config.eval_every == 0 or iteration == config.num_iterations or not budget_left():
+        if eval_due(iteration, steps_before, env_steps) or iteration == config.num_iterations or not budget_left():
             last_eval = evaluate(state)
             record.update(last_eval)
             best_eval = last_eval["eval_return"] if best_eval is None else max(best_eval, last_eval["eval_return"])

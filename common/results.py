@@ -31,8 +31,8 @@ from common.config import ConfigError, fingerprint
 from common.errors import UserError
 
 # Fields that may change between a run and its resumption.
-RESUMABLE_FIELDS = ("num_iterations", "results_dir", "run_name", "compile_cache_dir", "eval_every", "cpu_devices",
-                    "video_seconds", "tensorboard")
+RESUMABLE_FIELDS = ("num_iterations", "max_env_steps", "results_dir", "run_name", "compile_cache_dir", "eval_every",
+                    "eval_every_env_steps", "cpu_devices", "video_seconds", "tensorboard")
 
 
 def run_name(config: dict[str, Any]) -> str:
@@ -76,6 +76,25 @@ def keep_input(run_path: str, field: str, source: str, name: str) -> dict[str, s
         shutil.copyfile(source, tmp)
         os.replace(tmp, copy)
     return {"source": source, "copy": copy, "sha256": digest}
+
+
+def read_records(run_path: str) -> list[dict[str, Any]]:
+    """A run's metrics.jsonl records, up to a line cut short by a kill (everything after
+    it is redone on resume anyway); none if it has no records yet."""
+    path = os.path.join(run_path, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return records
 
 
 def _finite_or_none(value: Any) -> Any:
@@ -130,20 +149,7 @@ class RunDir:
         return list(self._records)
 
     def _read_records(self) -> list[dict[str, Any]]:
-        path = self.sub("metrics.jsonl")
-        if not os.path.exists(path):
-            return []
-        records = []
-        with open(path) as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # a line cut short by a kill; everything after it is lost anyway
-        return records
+        return read_records(self.path)
 
     def truncate_after(self, iteration: int) -> None:
         """Drops records past `iteration` (logged after the checkpoint a resume starts from)."""

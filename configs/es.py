@@ -86,13 +86,18 @@ def get_config() -> ml_collections.ConfigDict:
     # Perturbation scale: starts at sigma, follows sigma_schedule to sigma_final.
     c.sigma = 0.02
     c.sigma_final = 0.02
-    # "constant", "linear", "cosine" or "exponential" over num_iterations.
+    # "constant", "linear", "cosine" or "exponential" over num_iterations, or over
+    # schedule_env_steps env steps where that is > 0 (then held at the final value).
     c.sigma_schedule = "constant"
     # Optimizer on the ES gradient estimate: "adam" or "sgd".
     c.optimizer = "adam"
     c.learning_rate = 0.01
     c.learning_rate_final = 0.01
     c.learning_rate_schedule = "constant"
+    # If > 0, sigma and the learning rate follow their schedules over this many env steps
+    # rather than over num_iterations (an iteration's env steps grow tenfold as episodes
+    # lengthen). The perturbative strategy only.
+    c.schedule_env_steps = 0
     # L2 pull on theta, subtracted from the ascent direction.
     c.weight_decay = 0.005
     # "centered_rank" (OpenAI ES), "ars" (differences / return std) or "none".
@@ -104,6 +109,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.reward_shift = 0.0
     # Rank of the noise on matrix leaves; 0 is full rank.
     c.noise_rank = 0
+
+    # Start a fresh run from another ES run's latest checkpoint (its directory): its theta,
+    # frozen reservoir, normaliser, schedule clock and, where this config's optimizer has
+    # the same state, its optimizer state; the env steps count on from the source's.
+    # `pairs` and the learning settings may differ. None starts from the seed's draw.
+    c.init_from = config_dict.placeholder(str)
 
     # Orbax checkpoint every checkpoint_every iterations (and at exit).
     c.checkpoint_every = 10

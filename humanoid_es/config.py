@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from common import config as config_lib, envs, robots
@@ -85,6 +87,17 @@ def _validate_es(config: ml_collections.ConfigDict) -> None:
     require(isinstance(config.noise_rank, int) and config.noise_rank >= 0, "noise_rank",
             "must be 0 (full rank) or a positive rank", config.noise_rank)
     number(config, "reward_shift")
+    config_lib.non_negative_int(config, "schedule_env_steps")
+    require(config.schedule_env_steps == 0 or config.strategy == strategies.PERTURBATIVE, "schedule_env_steps",
+            f"must be 0 for evosax strategies (they count iterations), got strategy {config.strategy!r}",
+            config.schedule_env_steps)
+    source = config.init_from
+    if source is not None:
+        require(config.strategy == strategies.PERTURBATIVE, "init_from",
+                f"the perturbative strategy only, got strategy {config.strategy!r}", source)
+        for needed in ("config.json", "checkpoints"):
+            require(os.path.exists(os.path.join(source, needed)), "init_from",
+                    f"must be an ES run directory (no {needed} in it)", source)
 
 
 def _validate_policy(p: ml_collections.ConfigDict) -> None:

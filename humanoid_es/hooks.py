@@ -2,19 +2,22 @@
 
 ES's parts of the loop: the compile shape (population, chunk, parameter count), an
 iteration's line (training fitness, episode length, eval return), the learning curve
-(fitness and eval return), the reward terms and velocity plots, the policy for videos, and `final_eval_length`
-in the summary. Evaluation metrics go into the records under their own names.
+(fitness and eval return), the reward terms and velocity plots, the policy for videos, `final_eval_length`
+in the summary, and a fresh run's start from another run (`init_from`). Evaluation metrics go into the records under their own names.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import ml_collections
+from absl import logging
 
-from common import host_loop, results
+from common import config as config_lib, host_loop, results
 from common.config import ConfigError
 from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer
@@ -40,7 +43,8 @@ def _banner(config: ml_collections.ConfigDict, trainer: Trainer) -> str:
 def _progress(record: dict[str, Any]) -> str:
     evaluated = ""
     if "eval_return" in record:
-        evaluated = f"eval {record['eval_return']:.1f} at {record['eval_x_velocity_mean']:+.2f} m/s | "
+        evaluated = (f"eval {record['eval_return']:.1f} over {record['eval_length']:.0f} steps at "
+                     f"{record['eval_x_velocity_mean']:+.2f} m/s | ")
     return "fitness mean %.1f max %.1f | length %.0f | %s" % (
         record["fitness_mean"], record["fitness_max"], record["episode_length_mean"], evaluated)
 
@@ -63,6 +67,41 @@ def _playback(trainer: Trainer, state: Any, seconds: float, command: tuple[float
     return trainer.playback(state, seconds)
 
 
+def _init_from(config: ml_collections.ConfigDict, trainer: Trainer):
+    """The source run's latest state, grafted onto a fresh one by `Trainer.branch`."""
+    source_path = config.init_from
+    if source_path is None:
+        return None
+    if jax.process_count() > 1:
+        raise ConfigError("config.init_from: a multi-process run cannot start from another run; "
+                          "start it on one process, then resume it on several")
+    try:
+        with open(os.path.join(source_path, "config.json")) as f:
+            saved = ml_collections.ConfigDict(json.load(f))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"config.init_from: {source_path}/config.json is unreadable ({e})") from None
+    # Fields the source predates take this run's values: they shape nothing it saved.
+    source_config = config_lib.with_defaults(saved, config)
+    source_config.init_from = None
+    try:
+        es_config.validate(source_config)
+    except ConfigError as e:
+        raise ConfigError(f"config.init_from: {source_path} is not a run this code can read ({e})") from None
+    _, source = host_loop.restore_latest(source_path, source_config, PIPELINE)
+    iteration = int(source.iteration)
+    at = [r for r in results.read_records(source_path) if r.get("iteration") == iteration]
+    if not at:
+        raise ConfigError(f"config.init_from: {source_path}/metrics.jsonl has no record of iteration {iteration}, "
+                          "its latest checkpoint")
+    env_steps = int(at[-1]["env_steps"])
+    logging.info("starting from %s at iteration %d (%d env steps)", source_path, iteration, env_steps)
+
+    def start(state):
+        return trainer.branch(state, source), env_steps
+
+    return start
+
+
 def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, Any]:
     del records
     return {"final_eval_length": None if last_eval is None else last_eval["eval_length"]}
@@ -78,4 +117,5 @@ PIPELINE = host_loop.Pipeline(
     plot=_plot,
     playback=_playback,
     summary_fields=_summary_fields,
+    init_from=_init_from,
 )

@@ -38,6 +38,10 @@ class TrainState(eqx.Module):
     opt_state: optax.OptState
     obs_stats: normalizer.RunningStats
     iteration: Int[Array, ""]
+    # Env steps lived so far, the clock of schedules set over env steps. float32: an int32
+    # would overflow within ~130 production iterations of 16M steps; the schedules do not
+    # need the last step's precision.
+    env_steps: Float[Array, ""]
     key: PRNGKeyArray
     # The evosax strategy's state (None for the perturbative strategy).
     strategy_state: Any = None
@@ -85,13 +89,18 @@ class Trainer:
                 f"{self.env.observation_size}, got {self.policy_config.obs_features}"
             )
         self.trainable = tuple(config.policy.trainable)
-        steps = config.num_iterations
+        # Over env steps where `schedule_env_steps` says so: steps per iteration grow
+        # tenfold as episodes lengthen, so a schedule over iterations would end early.
+        steps = config.schedule_env_steps or config.num_iterations
         self.sigma_schedule = schedules.make(config.sigma_schedule, config.sigma, config.sigma_final, steps)
         self.lr_schedule = schedules.make(
             config.learning_rate_schedule, config.learning_rate, config.learning_rate_final, steps
         )
         make_opt = {"adam": optax.adam, "sgd": optax.sgd}[config.optimizer]
-        self.optimizer = make_opt(self.lr_schedule)
+        # The perturbative ES scales the optimizer's unit-rate update by the schedule at its
+        # own clock (Adam's and SGD's updates are linear in the rate); evosax strategies
+        # count iterations inside their optimizer.
+        self.optimizer = make_opt(1.0 if config.strategy == strategies.PERTURBATIVE else self.lr_schedule)
         # The trainable leaves' shapes are fixed by the config; a zero template gives the
         # unravel function without drawing a reservoir.
         template = policy.zeros(self.policy_config, self.env.observation_size, self.env.action_size)
@@ -128,6 +137,7 @@ class Trainer:
             opt_state=self.optimizer.init(theta) if self.strategy is None else (),
             obs_stats=normalizer.init(self.env.observation_size),
             iteration=jnp.zeros((), jnp.int32),
+            env_steps=jnp.zeros((), jnp.float32),
             key=key_run,
             strategy_state=strategy_state,
         )
@@ -135,6 +145,20 @@ class Trainer:
     def place(self, state: TrainState) -> TrainState:
         """`state` replicated over the mesh (as every iteration returns it); as is without one."""
         return sharding.place(state, self.mesh, sharding.REPLICATED)
+
+    def branch(self, state: TrainState, source: TrainState) -> TrainState:
+        """`state` (fresh: iteration 0, its own key) carrying `source`'s policy, normaliser,
+        schedule clock and, where its structure and shapes match, optimizer state."""
+        def shapes(tree):
+            return jax.tree.structure(tree), [(x.shape, x.dtype) for x in jax.tree.leaves(tree)]
+
+        for name in ("theta", "frozen", "obs_stats"):
+            if shapes(getattr(state, name)) != shapes(getattr(source, name)):
+                raise ConfigError(f"config.init_from: the source run's {name} has another shape than this "
+                                  "config's (policy size, trainable leaves, observation features)")
+        opt_state = source.opt_state if shapes(source.opt_state) == shapes(state.opt_state) else state.opt_state
+        return dataclasses.replace(state, theta=source.theta, frozen=source.frozen, obs_stats=source.obs_stats,
+                                   opt_state=opt_state, env_steps=source.env_steps)
 
     def policy(self, state: TrainState, theta: Float[Array, " params"] | None = None) -> policy.Reservoir:
         """The policy with `theta` (default: the state's) in its trainable leaves."""
@@ -164,6 +188,10 @@ class Trainer:
             block=self.block, mesh=self.mesh, queue=c.rollout_queue, candidates=candidates,
         )
 
+    def clock(self, state: TrainState) -> Float[Array, ""]:
+        """Where the schedules stand: env steps or iterations done."""
+        return state.env_steps if self.config.schedule_env_steps else state.iteration.astype(jnp.float32)
+
     def _perturbative_step(self, state: TrainState, key_pop: PRNGKeyArray, sigma: Float[Array, ""]):
         """Antithetic candidates 2i, 2i+1 = theta +- sigma eps_i, noise regenerated from keys."""
         c = self.config
@@ -187,7 +215,8 @@ class Trainer:
         grad = ravel_pytree(grad_tree)[0] - c.weight_decay * state.theta
         # optax minimises: hand it the negated ascent direction.
         updates, opt_state = self.optimizer.update(-grad, state.opt_state, state.theta)
-        theta = optax.apply_updates(state.theta, updates)
+        lr = jnp.asarray(self.lr_schedule(self.clock(state)), state.theta.dtype)
+        theta = state.theta + lr * updates
         new = dataclasses.replace(state, theta=theta, opt_state=opt_state)
         return new, out, fitness, {"grad_norm": jnp.linalg.norm(grad), "pairs_kept": n_kept, "sigma": sigma}
 
@@ -220,7 +249,7 @@ class Trainer:
     def _iteration(self, state: TrainState) -> tuple[TrainState, dict[str, Array]]:
         key, key_pop = jax.random.split(state.key)
         if self.strategy is None:
-            sigma = jnp.asarray(self.sigma_schedule(state.iteration), state.theta.dtype)
+            sigma = jnp.asarray(self.sigma_schedule(self.clock(state)), state.theta.dtype)
             new, out, fitness, extra = self._perturbative_step(state, key_pop, sigma)
         else:
             new, out, fitness, extra = self._evosax_step(state, key_pop)
@@ -235,13 +264,14 @@ class Trainer:
             "iteration_env_steps": jnp.sum(out.length),
             "update_norm": jnp.linalg.norm(new.theta - state.theta),
             "theta_norm": jnp.linalg.norm(new.theta),
-            "learning_rate": jnp.asarray(self.lr_schedule(state.iteration)),
+            "learning_rate": jnp.asarray(self.lr_schedule(self.clock(state))),
             "nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
             **extra,
             **episode_metrics(out),
         }
         new = dataclasses.replace(new, obs_stats=normalizer.merge(state.obs_stats, out.obs_stats),
-                                  iteration=state.iteration + 1, key=key)
+                                  iteration=state.iteration + 1,
+                                  env_steps=state.env_steps + jnp.sum(out.length).astype(jnp.float32), key=key)
         return new, metrics
 
     def _evaluate(self, state: TrainState, key: PRNGKeyArray, episodes: int | None = None) -> dict[str, Array]:

@@ -1,6 +1,7 @@
 #!/bin/bash
 # One-change-at-a-time ES screens on the CPU: each variant is configs/es_cpu.py plus its
-# overrides, run to a budget of env steps with 20-episode evaluations every 5 iterations.
+# overrides, run to a budget of env steps with 20-episode evaluations (every 500K env
+# steps, es_cpu's `eval_every_env_steps`; every 5 iterations where an override sets it to 0).
 #
 #   bash scripts/es_screen.sh BUDGET SEED NAME "OVERRIDES" [NAME "OVERRIDES"]...
 #   bash scripts/es_screen.sh 3000000 0 base "--config.num_iterations=75" \
