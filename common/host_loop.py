@@ -190,7 +190,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
                      f", length {record['eval_length']:.0f}" if "eval_length" in record else "")
 
     iteration = start_iteration
-    loop_start = time.perf_counter()
+    loop_start, loop_start_steps = time.perf_counter(), env_steps
 
     def eval_due(iteration: int, steps_before: int, steps_after: int) -> bool:
         every = config.eval_every_env_steps
@@ -226,7 +226,11 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
         record["wall_seconds"] = wall_before + (time.perf_counter() - start)
         run_dir.log(record)
         done = iteration - start_iteration
-        eta = (time.perf_counter() - loop_start) / done * (config.num_iterations - iteration)
+        elapsed = time.perf_counter() - loop_start
+        eta = elapsed / done * (config.num_iterations - iteration)
+        if config.max_env_steps and env_steps > loop_start_steps:
+            # ES iterations lengthen with the episodes; env steps come at a steadier rate.
+            eta = min(eta, elapsed / (env_steps - loop_start_steps) * max(config.max_env_steps - env_steps, 0))
         logging.info("iteration %d/%d | %s%.0f steps/s | %.2f s | ETA %s", iteration, config.num_iterations,
                      pipeline.progress(record), record["env_steps_per_s"], seconds, launch.format_eta(eta))
         stopped = stopping()

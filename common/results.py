@@ -233,10 +233,11 @@ class RunDir:
             atomic_write_json(self.sub("summary.json"), {k: _finite_or_none(v) for k, v in summary.items()})
 
     def plot(self, x: str, ys: Sequence[str], filename: str, title: str = "",
-             reference: tuple[str, Sequence[tuple[float, float]]] | None = None) -> str | None:
+             reference: tuple[str, Sequence[tuple[float, float]]] | None = None, **marks: Any) -> str | None:
         """Plots columns `ys` against `x` from the records; returns the PNG path.
 
-        `reference` is a labelled curve drawn beside them (a published baseline).
+        `reference` is a labelled curve drawn beside them (a published baseline); `marks`
+        are `plot_curves`' `hlines` and `vlines`.
         """
         if not self.writer:
             return None
@@ -245,23 +246,38 @@ class RunDir:
         if not series:
             return None
         out = self.sub(os.path.join("plots", filename))
-        plot_curves(series, out, x, title=title or os.path.basename(self.path), reference=reference)
+        plot_curves(series, out, x, title=title or os.path.basename(self.path), reference=reference, **marks)
         return out
 
 
+Band = tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float]]
+
+
 def plot_curves(series: dict[str, Sequence[tuple[float, float]]], path: str, xlabel: str, title: str = "",
-                reference: tuple[str, Sequence[tuple[float, float]]] | None = None) -> None:
-    """Writes a PNG of labelled (x, y) curves, with `reference` drawn dashed in black."""
+                reference: tuple[str, Sequence[tuple[float, float]]] | None = None, *,
+                bands: dict[str, Band] | None = None, hlines: Sequence[tuple[str, float]] = (),
+                vlines: Sequence[tuple[str, float]] = ()) -> None:
+    """Writes a PNG of labelled (x, y) curves, with `reference` drawn dashed in black,
+    `bands` (label: xs, low, middle, high) as a line over a shaded range, and labelled
+    horizontal and vertical marks (a target return, where a baseline reaches it)."""
     # The object API draws without pyplot's global figure state or a GUI backend.
     fig = Figure(figsize=(7, 4), dpi=120)
     ax = fig.subplots()
     for label, pts in series.items():
         xs, vs = zip(*pts)
         ax.plot(xs, vs, marker="o" if len(pts) < 30 else None, label=label)
+    for label, (xs, low, middle, high) in (bands or {}).items():
+        (line,) = ax.plot(xs, middle, label=label)
+        ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
     if reference is not None:
         label, pts = reference
         xs, vs = zip(*pts)
         ax.plot(xs, vs, "k--", marker="s", label=label)
+    styles = (":", "-.", "--")
+    for i, (label, y) in enumerate(hlines):
+        ax.axhline(y, color="tab:gray", linestyle=styles[i % 3], linewidth=1, label=label)
+    for i, (label, x) in enumerate(vlines):
+        ax.axvline(x, color="tab:red", linestyle=styles[i % 3], linewidth=1, label=label)
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -46,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 5
     # ARS's logs are compared on at least 20 evaluation episodes.
     c.eval_episodes = 20
+    # The final video: 15 s is 1,000 steps of 15 ms, a whole episode.
+    c.video_seconds = 15.0
     c.policy.size = 64
     c.policy.input_scaling = 0.05
     c.fitness_shaping = "ars"

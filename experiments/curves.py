@@ -2,6 +2,8 @@
 
     python -m experiments.curves --runs=results/screen/es/base-s0,results/screen/es/obsars-s0 \
         --budgets=3e6,5e6 --plot=curves.png
+    python -m experiments.curves --runs=results/screen/es/cpu35m-s0,... --budgets=1e7,3.5e7 \
+        --plot=docs/es_cpu35m.png --band=5e5    # each variant's median over seeds, min-max band
 
 A run's figure at a budget is its last evaluation at or before that many env steps (the
 rule ARS's logs are read with), so a run that stopped more than 10% short of a budget has
@@ -22,11 +24,13 @@ from absl import flags
 
 from common import cli, results
 from common.errors import UserError
-from humanoid_es.hooks import ARS_MEDIAN
+from humanoid_es.hooks import ARS_MEDIAN, ARS_SOLVED_STEPS, SOLVED
 
 _RUNS = flags.DEFINE_list("runs", [], "Run directories (results_dir/es/<run_name>).")
 _BUDGETS = flags.DEFINE_list("budgets", ["3e6"], "Env-step budgets.")
 _PLOT = flags.DEFINE_string("plot", "", "Write the eval curves of every run here (PNG), with ARS's median.")
+_BAND = flags.DEFINE_float("band", 0.0, "If > 0, plot each variant's median over seeds with its min-max band, "
+                           "read every this many env steps, in place of each run's curve.")
 
 
 def _evals(run: str) -> list[dict]:
@@ -58,9 +62,10 @@ def main(argv: Sequence[str]) -> None:
         budgets = [float(b) for b in _BUDGETS.value]
     except ValueError:
         raise UserError(f"--budgets: must be numbers of env steps, got {_BUDGETS.value}") from None
-    table, by_variant, curves = [], {}, {}
+    table, by_variant, curves, runs_by_variant = [], {}, {}, {}
     for run in _RUNS.value:
         evals = _evals(run)
+        runs_by_variant.setdefault(_variant(run), []).append(evals)
         curves[os.path.basename(os.path.normpath(run))] = [(e["env_steps"], e["eval_return"]) for e in evals]
         row = {"run": run, **{f"eval@{b:g}": at_budget(evals, b) for b in budgets},
                "env_steps": evals[-1]["env_steps"] if evals else 0,
@@ -81,8 +86,33 @@ def main(argv: Sequence[str]) -> None:
         wall = "" if r["wall_seconds"] is None else f"{r['wall_seconds']:.0f}"
         print(f"| {os.path.basename(r['run'])} | " + " | ".join(cells) + f" | {r['env_steps'] / 1e6:.2f}M | {wall} |")
     if _PLOT.value:
+        bands = {}
+        if _BAND.value > 0:
+            bands = {f"{name} (median of {len(runs)}, min-max)": band(runs, _BAND.value)
+                     for name, runs in runs_by_variant.items()}
+            curves = {}
         results.plot_curves({k: v for k, v in curves.items() if v}, _PLOT.value, "env_steps", "eval return",
-                            reference=("ARS median (Humanoid-v1)", ARS_MEDIAN))
+                            reference=("ARS median (Humanoid-v1)", ARS_MEDIAN), bands=bands,
+                            hlines=(("solved (6,000)", SOLVED),), vlines=ARS_SOLVED_STEPS)
+
+
+def band(runs: Sequence[Sequence[dict]], every: float) -> results.Band:
+    """Median, min and max over runs of the eval return at every `every` env steps, each
+    read by `at_budget`, up to the last budget all runs reach."""
+    xs, low, middle, high = [], [], [], []
+    budget = every
+    while True:
+        values = [at_budget(evals, budget) for evals in runs]
+        if any(v is None for v in values):
+            break
+        xs.append(budget)
+        low.append(min(values))
+        middle.append(statistics.median(values))
+        high.append(max(values))
+        budget += every
+    if not xs:
+        raise UserError("--band: the runs have no evaluation in common; lower --band or run longer")
+    return xs, low, middle, high
 
 
 if __name__ == "__main__":
