@@ -71,9 +71,10 @@ def run_fields() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     # Also stop once this many env steps are done (after the iteration that crosses it,
-    # which is evaluated); 0 means no limit. Schedules still run over num_iterations.
+    # which is evaluated); 0 means no limit. Schedules run over num_iterations unless a
+    # pipeline sets them over env steps (ES: `schedule_env_steps`).
     c.max_env_steps = 0
-    # If > 0, evaluate at the first iteration past each multiple of this many env steps,
+    # If > 0, evaluate at the first iteration at or past each multiple of this many env steps,
     # in place of every `eval_every` iterations: an ES iteration's steps grow tenfold as
     # episodes lengthen, so a cadence in iterations thins out exactly when it matters.
     c.eval_every_env_steps = 0

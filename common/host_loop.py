@@ -1,13 +1,13 @@
 """The host loop of both pipelines: build, compile, then iterate, evaluate, record, checkpoint, resume.
 
 The loop does no learning: it calls the pipeline's jitted `Trainer.iteration`, evaluates
-at the start of a fresh run, every `eval_every` iterations (or `eval_every_env_steps`
-env steps) and after the last, logs one
-line and one metrics record per iteration, checkpoints every `checkpoint_every`
-iterations and on exit, and stops cleanly on SIGTERM/SIGUSR1 (Slurm's warning before
-preemption or the time limit). Running the same command with the same run name resumes
-from the latest checkpoint, which holds the whole train state; records logged after it
-are dropped and redone.
+at the start of a fresh run, every `eval_every` iterations (or at each multiple of
+`eval_every_env_steps`) and after the last, logs one line and one metrics record per
+iteration, checkpoints every `checkpoint_every` iterations and on exit, and stops cleanly
+on SIGTERM/SIGUSR1 (Slurm's warning before preemption or the time limit). Running the
+same command with the same run name resumes from the latest checkpoint, which holds the
+whole train state; records logged after it are dropped and redone. A fresh run may start
+from another run's state (a pipeline's `init_from`).
 
 The trainer is built (config validated, env checked, any reference motions loaded) before
 the results directory is opened, so bad input never creates or touches a run directory.
@@ -62,6 +62,18 @@ def _no_fields(records: Sequence[Record], last_eval: Record | None) -> dict[str,
 
 
 @dataclasses.dataclass(frozen=True)
+class Branch:
+    """Where a fresh run that starts from another run's state begins."""
+
+    # The first state (unplaced), as `Trainer.init` would return it.
+    state: Any
+    # Env steps the source had lived: the run's records count on from them.
+    env_steps: int
+    # What iteration 0's record keeps of the source (path, iteration, env steps).
+    record: Record
+
+
+@dataclasses.dataclass(frozen=True)
 class Pipeline:
     """Everything in which one pipeline's run differs from the other's."""
 
@@ -95,12 +107,10 @@ class Pipeline:
     # `keep_inputs(config, run_path)`: copies the input files the run depends on into its
     # directory (checking a resumed run's copies) and returns what to record of them.
     keep_inputs: Callable[[ml_collections.ConfigDict, str], dict[str, Any]] = lambda config, path: {}
-    # `init_from(config, trainer)`: for a fresh run that starts from another run's state,
-    # returns `start(state) -> (state, env_steps)`, the state to begin with and the env
-    # steps it already holds; None where the config names no other run. Called before
-    # the run's directory is opened, so a bad source never creates one.
-    init_from: Callable[[ml_collections.ConfigDict, Trainer], Callable[[Any], tuple[Any, int]] | None] = (
-        lambda config, trainer: None)
+    # `init_from(config, trainer)`: the `Branch` a fresh run starts from, where its config
+    # names another run; None otherwise. Called only for a run with no checkpoint yet, and
+    # before its directory is opened, so a bad source never creates one.
+    init_from: Callable[[ml_collections.ConfigDict, Trainer], Branch | None] = lambda config, trainer: None
 
 
 def _floats(tree: dict[str, Any]) -> dict[str, float]:
@@ -130,8 +140,9 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     mesh = sharding.make_mesh()
     # Built first, so that input only the trainer can check never touches an existing run.
     trainer = pipeline.make_trainer(config, mesh)
-    branch = pipeline.init_from(config, trainer)
     resolved = config_lib.to_dict(config)
+    fresh = not _has_checkpoint(os.path.join(config.results_dir, pipeline.experiment, results.run_name(resolved)))
+    branch = pipeline.init_from(config, trainer) if fresh else None
     run_dir = _open_run_dir(config, pipeline, resolved, main)
     logging.info("results in %s", run_dir.path)
     if main:
@@ -139,7 +150,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
         if inputs:
             results.atomic_write_json(os.path.join(run_dir.path, "inputs.json"), inputs)
 
-    state = trainer.init(jax.random.PRNGKey(config.seed))
+    state = trainer.init(jax.random.PRNGKey(config.seed)) if branch is None else branch.state
     ckpt = checkpoint.Checkpointer(run_dir.sub("checkpoints"), max_to_keep=config.checkpoints_to_keep)
     start_iteration = int(processes.agree([ckpt.latest_step() or 0])[0])
     if jax.process_count() > 1:
@@ -159,8 +170,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     previous = run_dir.records[-1] if run_dir.records else {}
     env_steps = int(previous.get("env_steps", 0))
     if start_iteration == 0 and branch is not None:
-        state, env_steps = branch(state)
-        state = trainer.place(state)
+        env_steps = branch.env_steps
     wall_before = float(previous.get("wall_seconds", 0.0))
 
     shape = {"horizon": config.horizon, "physics": config.physics, "impl": config.impl,
@@ -183,7 +193,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     if start_iteration == 0:
         last_eval = evaluate(state)
         record = {"iteration": 0, "env_steps": env_steps, "wall_seconds": 0.0, "compile_seconds": compile_seconds,
-                  **last_eval}
+                  **(branch.record if branch is not None else {}), **last_eval}
         run_dir.log(record)
         best_eval = last_eval["eval_return"]
         logging.info("iteration 0: eval return %.1f%s", record["eval_return"],
@@ -281,6 +291,13 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
         run_dir.write_summary(summary)
     logging.info("done: %s", {k: summary[k] for k in ("best_eval_return", "final_eval_return", "env_steps")})
     return summary
+
+
+def _has_checkpoint(run_path: str) -> bool:
+    """Whether the run in `run_path` has saved a step (orbax names step folders by number);
+    read without creating anything."""
+    directory = os.path.join(run_path, "checkpoints")
+    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 def _open_run_dir(config: ml_collections.ConfigDict, pipeline: Pipeline, resolved: dict[str, Any],

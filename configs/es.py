@@ -111,9 +111,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.noise_rank = 0
 
     # Start a fresh run from another ES run's latest checkpoint (its directory): its theta,
-    # frozen reservoir, normaliser, schedule clock and, where this config's optimizer has
-    # the same state, its optimizer state; the env steps count on from the source's.
-    # `pairs` and the learning settings may differ. None starts from the seed's draw.
+    # frozen reservoir (the policy settings must match), normaliser, schedule clock and,
+    # where this config's optimizer keeps the same state, its optimizer state; the env
+    # steps count on from the source's. Read once, when the run starts: a branched run
+    # resumes without it. None starts from the seed's draw.
     c.init_from = config_dict.placeholder(str)
 
     # Orbax checkpoint every checkpoint_every iterations (and at exit).

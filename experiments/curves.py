@@ -29,6 +29,8 @@ from humanoid_es.hooks import ARS_MEDIAN, ARS_SOLVED_STEPS, SOLVED
 _RUNS = flags.DEFINE_list("runs", [], "Run directories (results_dir/es/<run_name>).")
 _BUDGETS = flags.DEFINE_list("budgets", ["3e6"], "Env-step budgets.")
 _PLOT = flags.DEFINE_string("plot", "", "Write the eval curves of every run here (PNG), with ARS's median.")
+_X = flags.DEFINE_enum("x", "env_steps", ["env_steps", "iteration"], "The plot's x axis; budgets stay env steps.")
+_MARKS = flags.DEFINE_bool("marks", True, "Against env steps, mark 6,000 and where ARS's seeds reach it.")
 _BAND = flags.DEFINE_float("band", 0.0, "If > 0, plot each variant's median over seeds with its min-max band, "
                            "read every this many env steps, in place of each run's curve.")
 
@@ -42,11 +44,12 @@ def _evals(run: str) -> list[dict]:
     return [r for r in records if r.get("eval_return") is not None]
 
 
-def at_budget(evals: Sequence[dict], budget: float) -> float | None:
-    """The last eval return at or before `budget` env steps; None if the run stopped short."""
-    if not evals or evals[-1]["env_steps"] < budget * 0.9:
+def at_budget(evals: Sequence[dict], budget: float, x: str = "env_steps") -> float | None:
+    """The last eval return at or before `budget` env steps (or another record field `x`);
+    None if the run stopped short."""
+    if not evals or evals[-1][x] < budget * 0.9:
         return None
-    before = [r for r in evals if r["env_steps"] <= budget]
+    before = [r for r in evals if r[x] <= budget]
     return before[-1]["eval_return"] if before else None
 
 
@@ -66,7 +69,7 @@ def main(argv: Sequence[str]) -> None:
     for run in _RUNS.value:
         evals = _evals(run)
         runs_by_variant.setdefault(_variant(run), []).append(evals)
-        curves[os.path.basename(os.path.normpath(run))] = [(e["env_steps"], e["eval_return"]) for e in evals]
+        curves[os.path.basename(os.path.normpath(run))] = [(e[_X.value], e["eval_return"]) for e in evals]
         row = {"run": run, **{f"eval@{b:g}": at_budget(evals, b) for b in budgets},
                "env_steps": evals[-1]["env_steps"] if evals else 0,
                "wall_seconds": evals[-1].get("wall_seconds") if evals else None}
@@ -88,32 +91,32 @@ def main(argv: Sequence[str]) -> None:
     if _PLOT.value:
         bands = {}
         if _BAND.value > 0:
-            bands = {f"{name} (median of {len(runs)}, min-max)": band(runs, _BAND.value)
+            bands = {f"{name} (median of {len(runs)}, min-max)": band(runs, _BAND.value, _X.value)
                      for name, runs in runs_by_variant.items()}
             curves = {}
-        results.plot_curves({k: v for k, v in curves.items() if v}, _PLOT.value, "env_steps", "eval return",
-                            reference=("ARS median (Humanoid-v1)", ARS_MEDIAN), bands=bands,
-                            hlines=(("solved (6,000)", SOLVED),), vlines=ARS_SOLVED_STEPS)
+        by_steps = _X.value == "env_steps"
+        marks = by_steps and _MARKS.value
+        results.plot_curves({k: v for k, v in curves.items() if v}, _PLOT.value, _X.value, "eval return",
+                            reference=("ARS median (Humanoid-v1)", ARS_MEDIAN) if by_steps else None, bands=bands,
+                            hlines=(("solved (6,000)", SOLVED),) if marks else (),
+                            vlines=ARS_SOLVED_STEPS if marks else ())
 
 
-def band(runs: Sequence[Sequence[dict]], every: float) -> results.Band:
-    """Median, min and max over runs of the eval return at every `every` env steps, each
-    read by `at_budget`, up to the last budget all runs reach."""
+def band(runs: Sequence[Sequence[dict]], every: float, x: str = "env_steps") -> results.Band:
+    """Median, min and max over runs of the eval return at every `every` env steps (or
+    iterations, with `x`), each read by `at_budget`: from the first budget every run has
+    a figure at (a branched run starts late) to the last one every run reaches."""
     xs, low, middle, high = [], [], [], []
+    end = min((evals[-1][x] for evals in runs if evals), default=0.0) / 0.9
     budget = every
-    while True:
-        values = [at_budget(evals, budget) for evals in runs]
-        if any(v is None for v in values):
-            break
-        xs.append(budget)
-        low.append(min(values))
-        middle.append(statistics.median(values))
-        high.append(max(values))
+    while runs and all(runs) and budget <= end:
+        values = [at_budget(evals, budget, x) for evals in runs]
+        if all(v is not None for v in values):
+            xs.append(budget)
+            low.append(min(values))
+            middle.append(statistics.median(values))
+            high.append(max(values))
         budget += every
     if not xs:
         raise UserError("--band: the runs have no evaluation in common; lower --band or run longer")
     return xs, low, middle, high
-
-
-if __name__ == "__main__":
-    cli.run(main)

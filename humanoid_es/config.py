@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 
 from common import config as config_lib, envs, robots
@@ -89,15 +87,13 @@ def _validate_es(config: ml_collections.ConfigDict) -> None:
     number(config, "reward_shift")
     config_lib.non_negative_int(config, "schedule_env_steps")
     require(config.schedule_env_steps == 0 or config.strategy == strategies.PERTURBATIVE, "schedule_env_steps",
-            f"must be 0 for evosax strategies (they count iterations), got strategy {config.strategy!r}",
+            f"must be 0 for evosax strategies, which count iterations (strategy is {config.strategy!r})",
             config.schedule_env_steps)
-    source = config.init_from
-    if source is not None:
-        require(config.strategy == strategies.PERTURBATIVE, "init_from",
-                f"the perturbative strategy only, got strategy {config.strategy!r}", source)
-        for needed in ("config.json", "checkpoints"):
-            require(os.path.exists(os.path.join(source, needed)), "init_from",
-                    f"must be an ES run directory (no {needed} in it)", source)
+    # The source itself is read when a fresh run starts (`hooks`): a branched run resumes,
+    # and is evaluated, without it.
+    require(config.init_from is None or config.strategy == strategies.PERTURBATIVE, "init_from",
+            f"must be None for evosax strategies, whose state a branch does not carry (strategy is "
+            f"{config.strategy!r})", config.init_from)
 
 
 def _validate_policy(p: ml_collections.ConfigDict) -> None:

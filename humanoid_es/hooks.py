@@ -2,8 +2,9 @@
 
 ES's parts of the loop: the compile shape (population, chunk, parameter count), an
 iteration's line (training fitness, episode length, eval return), the learning curve
-(fitness and eval return), the reward terms and velocity plots, the policy for videos, `final_eval_length`
-in the summary, and a fresh run's start from another run (`init_from`). Evaluation metrics go into the records under their own names.
+(fitness and eval return), the reward terms, velocity and episode-length plots, the
+policy for videos, `final_eval_length` in the summary, and a fresh run's start from
+another run (`init_from`). Evaluation metrics go into the records under their own names.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ml_collections
 from absl import logging
 
 from common import config as config_lib, host_loop, results
+from common.checkpoint import CheckpointError
 from common.config import ConfigError
 from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer
@@ -74,39 +76,53 @@ def _playback(trainer: Trainer, state: Any, seconds: float, command: tuple[float
     return trainer.playback(state, seconds)
 
 
-def _init_from(config: ml_collections.ConfigDict, trainer: Trainer):
-    """The source run's latest state, grafted onto a fresh one by `Trainer.branch`."""
+def _init_from(config: ml_collections.ConfigDict, trainer: Trainer) -> host_loop.Branch | None:
+    """A fresh run's start from the latest checkpoint of the run in `config.init_from`."""
     source_path = config.init_from
     if source_path is None:
         return None
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"config.init_from: {why} (got {source_path!r})")
+
     if jax.process_count() > 1:
-        raise ConfigError("config.init_from: a multi-process run cannot start from another run; "
-                          "start it on one process, then resume it on several")
+        raise refuse("a multi-process run cannot start from another run; start it on one process, "
+                     "then resume it on several")
+    for needed in ("config.json", "checkpoints"):
+        if not os.path.exists(os.path.join(source_path, needed)):
+            raise refuse(f"must be an ES run directory (no {needed} in it)")
     try:
         with open(os.path.join(source_path, "config.json")) as f:
             saved = ml_collections.ConfigDict(json.load(f))
     except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"config.init_from: {source_path}/config.json is unreadable ({e})") from None
+        raise refuse(f"its config.json is unreadable ({e})") from None
     # Fields the source predates take this run's values: they shape nothing it saved.
     source_config = config_lib.with_defaults(saved, config)
     source_config.init_from = None
     try:
         es_config.validate(source_config)
     except ConfigError as e:
-        raise ConfigError(f"config.init_from: {source_path} is not a run this code can read ({e})") from None
-    _, source = host_loop.restore_latest(source_path, source_config, PIPELINE)
+        raise refuse(f"not a run this code can read ({e})") from None
+    def plain(value):  # config.json holds tuples as lists
+        return list(value) if isinstance(value, (list, tuple)) else value
+
+    differ = [f"policy.{k} ({source_config.policy[k]!r} there)" for k in config.policy.keys()
+              if plain(source_config.policy[k]) != plain(config.policy[k])]
+    if differ:
+        raise refuse(f"a branch keeps the source's policy, which differs in {', '.join(differ)}")
+    try:
+        _, source = host_loop.restore_latest(source_path, source_config, PIPELINE)
+    except CheckpointError as e:
+        raise refuse(f"its latest checkpoint does not restore ({e})") from None
     iteration = int(source.iteration)
     at = [r for r in results.read_records(source_path) if r.get("iteration") == iteration]
     if not at:
-        raise ConfigError(f"config.init_from: {source_path}/metrics.jsonl has no record of iteration {iteration}, "
-                          "its latest checkpoint")
+        raise refuse(f"its metrics.jsonl has no record of iteration {iteration}, its latest checkpoint")
     env_steps = int(at[-1]["env_steps"])
     logging.info("starting from %s at iteration %d (%d env steps)", source_path, iteration, env_steps)
-
-    def start(state):
-        return trainer.branch(state, source), env_steps
-
-    return start
+    state = trainer.branch(trainer.init(jax.random.PRNGKey(config.seed)), source)
+    return host_loop.Branch(state=state, env_steps=env_steps,
+                            record={"init_from_iteration": iteration, "init_from_env_steps": env_steps})
 
 
 def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Schedules for sigma and the learning rate, as optax schedules over iterations."""
+"""Schedules for sigma and the learning rate, as optax schedules over a clock: iterations, or env steps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ KINDS = ("constant", "linear", "cosine", "exponential")
 
 
 def make(kind: str, init: float, final: float, steps: int) -> optax.Schedule:
-    """A schedule from `init` at iteration 0 to `final` at iteration `steps`."""
+    """A schedule from `init` at clock 0 to `final` at clock `steps` (held there after)."""
     if kind == "constant":
         return optax.constant_schedule(init)
     if kind == "linear":

@@ -155,7 +155,7 @@ class Trainer:
         for name in ("theta", "frozen", "obs_stats"):
             if shapes(getattr(state, name)) != shapes(getattr(source, name)):
                 raise ConfigError(f"config.init_from: the source run's {name} has another shape than this "
-                                  "config's (policy size, trainable leaves, observation features)")
+                                  "config's")
         opt_state = source.opt_state if shapes(source.opt_state) == shapes(state.opt_state) else state.opt_state
         return dataclasses.replace(state, theta=source.theta, frozen=source.frozen, obs_stats=source.obs_stats,
                                    opt_state=opt_state, env_steps=source.env_steps)

@@ -41,7 +41,6 @@ def _config(**overrides):
         ({"eval_every_env_steps": -1}, "eval_every_env_steps"),
         ({"schedule_env_steps": -1}, "schedule_env_steps"),
         ({"strategy": "ARS", "schedule_env_steps": 1000}, "schedule_env_steps"),
-        ({"init_from": "/no/such/run"}, "init_from"),
         ({"strategy": "SNES", "init_from": "/no/such/run"}, "init_from"),
         ({"integrator": "semi-implicit"}, "integrator"),
         ({"contacts": "knees"}, "contacts"),

@@ -72,16 +72,27 @@ def test_schedules_run_on_the_env_step_clock():
     np.testing.assert_allclose(float(m["learning_rate"]), lr0 + (lr1 - lr0) * 5 / 64, rtol=1e-6)
 
 
-def test_adams_unit_rate_update_scaled_is_adam_at_that_rate():
-    """The trainer scales Adam's unit-rate update by the scheduled rate: the same as Adam at
-    that rate, moments and bias correction included, over several steps."""
+def test_the_trainers_adam_step_is_adams_at_the_scheduled_rate():
+    """The trainer scales Adam's unit-rate update by the rate: its first step from theta is
+    Adam's first step at that rate, lr * g / (|g| + eps), g the ascent estimate (which an
+    SGD trainer at rate 1 takes as its step, from the same state and noise)."""
+    lr = 0.02
+    sgd = _ToyTrainer(_toy_config(optimizer="sgd", learning_rate=1.0, learning_rate_final=1.0), _quadratic)
+    adam = _ToyTrainer(_toy_config(optimizer="adam", learning_rate=lr, learning_rate_final=lr), _quadratic)
+    start = sgd.init(jax.random.PRNGKey(4))
+    g = np.asarray(sgd.iteration(start)[0].theta - start.theta)
+    state = adam.init(jax.random.PRNGKey(4))
+    np.testing.assert_array_equal(np.asarray(state.theta), np.asarray(start.theta))
+    step = np.asarray(adam.iteration(state)[0].theta - state.theta)
+    np.testing.assert_allclose(step, lr * g / (np.abs(g) + 1e-8), rtol=1e-5, atol=1e-9)
+    # And optax's Adam at that rate equals the unit-rate update scaled, over several steps.
     grads = [jnp.array([0.3, -2.0, 1e-3]), jnp.array([-0.1, 0.5, 4.0]), jnp.array([1.0, 1.0, -1.0])]
-    unit, direct = optax.adam(1.0), optax.adam(0.02)
+    unit, direct = optax.adam(1.0), optax.adam(lr)
     s_unit, s_direct = unit.init(grads[0]), direct.init(grads[0])
-    for g in grads:
-        u, s_unit = unit.update(g, s_unit)
-        d, s_direct = direct.update(g, s_direct)
-        np.testing.assert_allclose(0.02 * np.asarray(u), np.asarray(d), rtol=1e-6)
+    for grad in grads:
+        u, s_unit = unit.update(grad, s_unit)
+        d, s_direct = direct.update(grad, s_direct)
+        np.testing.assert_allclose(lr * np.asarray(u), np.asarray(d), rtol=1e-6)
 
 
 def _run_config(tmp_path, name, **overrides):
@@ -91,37 +102,52 @@ def _run_config(tmp_path, name, **overrides):
 
 
 def test_evaluations_every_n_env_steps_and_a_branch_counts_on_from_its_source(tmp_path):
-    """Evaluations land at the first iteration past each 40 env steps (16 a toy iteration:
-    iterations 3, 5, 8), not every `eval_every`; a run started from it begins at its theta,
-    clock, optimizer state and env steps, with another population size."""
-    source_config = _run_config(tmp_path, "source", optimizer="adam", num_iterations=8, eval_every=1000,
-                                eval_every_env_steps=40, learning_rate_schedule="linear", schedule_env_steps=512,
-                                learning_rate_final=0.001)
+    """Evaluations land at the first iteration at or past each multiple of 40 env steps
+    (16 a toy iteration: iterations 3, 5, 8) and after the last (9), not every
+    `eval_every`; a run started from it begins at its theta, clock, optimizer state and
+    env steps, with another population size, and resumes without the source."""
+    schedule = {"optimizer": "adam", "learning_rate_schedule": "linear", "schedule_env_steps": 512,
+                "learning_rate_final": 0.001}
+    source_config = _run_config(tmp_path, "source", num_iterations=9, eval_every=1000, eval_every_env_steps=40,
+                                **schedule)
     host_loop.run(source_config, _PIPELINE)
     source_dir = tmp_path / "es" / "source"
     records = _records(source_dir)
-    assert [r["iteration"] for r in records if "eval_return" in r] == [0, 3, 5, 8]
-    assert records[-1]["env_steps"] == 8 * 16
+    assert [r["iteration"] for r in records if "eval_return" in r] == [0, 3, 5, 8, 9]
+    assert records[-1]["env_steps"] == 9 * 16
 
-    branch_config = _run_config(tmp_path, "branch", optimizer="adam", num_iterations=2, pairs=4,
-                                candidate_chunk=8, learning_rate_schedule="linear", schedule_env_steps=512,
-                                learning_rate_final=0.001, init_from=str(source_dir))
+    branch_config = _run_config(tmp_path, "branch", num_iterations=2, pairs=4, candidate_chunk=8,
+                                init_from=str(source_dir), **schedule)
     host_loop.run(branch_config, _PIPELINE)
     branch = _records(tmp_path / "es" / "branch")
     # Iteration 0 evaluates the source's final theta: the toy evaluation is its fitness.
-    assert branch[0]["iteration"] == 0 and branch[0]["env_steps"] == 128
+    assert (branch[0]["iteration"], branch[0]["env_steps"]) == (0, 144)
+    assert (branch[0]["init_from_iteration"], branch[0]["init_from_env_steps"]) == (9, 144)
     assert branch[0]["eval_return"] == records[-1]["eval_return"]
-    assert [r["env_steps"] for r in branch[1:]] == [128 + 8, 128 + 16]
-    # The rate continues from the source's clock (128 of 512 env steps).
-    np.testing.assert_allclose(branch[1]["learning_rate"], 0.01 + (0.001 - 0.01) * 128 / 512, rtol=1e-6)
+    assert [r["env_steps"] for r in branch[1:]] == [144 + 8, 144 + 16]
+    # The rate continues from the source's clock (144 of 512 env steps).
+    np.testing.assert_allclose(branch[1]["learning_rate"], 0.01 + (0.001 - 0.01) * 144 / 512, rtol=1e-6)
+
+    # The branch resumes from its own checkpoint, without its source.
+    os.rename(source_dir, tmp_path / "moved")
+    host_loop.run(set_fields(branch_config, {"num_iterations": 3}), _PIPELINE)
+    assert [r["env_steps"] for r in _records(tmp_path / "es" / "branch")] == [144, 152, 160, 168]
 
     trainer = _EvalToy(branch_config)
     template = trainer.init(jax.random.PRNGKey(0))
     after = checkpoint.restore_latest(str(tmp_path / "es" / "branch" / "checkpoints"), template)
-    source = checkpoint.restore_latest(str(source_dir / "checkpoints"), template)
-    assert int(after.iteration) == 2 and float(after.env_steps) == 128 + 16
-    # Adam's step count went on from the source's 8.
-    assert int(after.opt_state[0].count) == 10 and int(source.opt_state[0].count) == 8
+    source = checkpoint.restore_latest(str(tmp_path / "moved" / "checkpoints"), template)
+    assert int(after.iteration) == 3 and float(after.env_steps) == 144 + 24
+    # Adam's step count went on from the source's 9.
+    assert int(after.opt_state[0].count) == 12 and int(source.opt_state[0].count) == 9
+
+    # A source of another policy, or none at all: one line, and no run directory.
+    for overrides, message in (({"policy.size": 32}, r"policy\.size \(16 there\)"),
+                               ({"init_from": str(tmp_path / "nowhere")}, "must be an ES run directory")):
+        c = _run_config(tmp_path / "refused", "x", **{"init_from": str(tmp_path / "moved"), **overrides})
+        with pytest.raises(ConfigError, match=rf"^config\.init_from: .*{message}"):
+            host_loop.run(c, _PIPELINE)
+        assert not os.path.exists(tmp_path / "refused")
 
 
 def test_a_branch_keeps_only_what_fits_and_refuses_another_policy(tmp_path):
