@@ -120,3 +120,7 @@ def band(runs: Sequence[Sequence[dict]], every: float, x: str = "env_steps") -> 
     if not xs:
         raise UserError("--band: the runs have no evaluation in common; lower --band or run longer")
     return xs, low, middle, high
+
+
+if __name__ == "__main__":
+    cli.run(main)

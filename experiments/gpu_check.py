@@ -13,8 +13,11 @@ In order:
     job pays).
   * `ppo_amp_iteration`: one PPO+AMP iteration of `configs/ppo_amp.py` (4,096 envs).
   * `es_eval`: production ES (`configs/es.py`) trained for `--es_seconds` (counted from
-    the end of its compile) through the real host loop, one line per evaluation as it lands, then `es_run` with its summary. The run
-    stops the way Slurm stops a job (SIGUSR1, checkpoint, clean exit).
+    the end of its compile) through the real host loop, one line per evaluation as it
+    lands, with that iteration's seconds beside the model's (`model_iteration_seconds`:
+    2 x pairs x mean episode length at the timed iteration's env steps/s, and at the
+    published H200 estimate), then `es_run` with its summary. The run stops the way
+    Slurm stops a job (SIGUSR1, checkpoint, clean exit).
 A check that raises prints a `failed` line with its error and traceback, the others still
 run, and the command exits non-zero at the end.
 Production shape: 8192 antithetic pairs (16,384 candidates) in chunks of 2048, `fast`
@@ -55,6 +58,19 @@ _ES_SECONDS = flags.DEFINE_float(
 _RESULTS = flags.DEFINE_string("results_dir", "results/gpu_check", "Where the ES run and the compile cache go.")
 
 
+# MJX's published humanoid throughput on one H200, physics steps per second, and the
+# physics steps of one env step here (frame_skip 5): ~440-600K env steps/s, an estimate
+# (BENCHMARKS.md, "An H200's time to 6,000") until this check has run on one.
+H200_PHYSICS_STEPS_PER_S = (2.2e6, 3.0e6)
+PHYSICS_STEPS_PER_ENV_STEP = 5
+
+
+def model_iteration_seconds(pairs: int, episode_length: float, env_steps_per_s: float) -> float:
+    """The model's seconds per ES iteration: 2 x pairs episodes of `episode_length` steps at
+    a rate of env steps per second that does not depend on the episodes' length."""
+    return 2 * pairs * episode_length / env_steps_per_s
+
+
 def emit(name: str, **fields: Any) -> None:
     print(json.dumps({"name": name, **fields}), flush=True)
 
@@ -92,13 +108,14 @@ def ppo_config_for() -> ml_collections.ConfigDict:
     return c
 
 
-def check_es_iteration(impl: str, cache_dir: str) -> None:
+def check_es_iteration(impl: str, cache_dir: str) -> float | None:
+    """Compiles and times the production ES iteration; returns its env steps per second."""
     config = es_config_for(impl)
     try:
         physics.check_impl(impl)
     except physics.ImplError as e:
         emit("skipped", impl=impl, what="es_iteration", reason=str(e))
-        return
+        return None
     es_config.validate(config, jax.device_count())
     mesh = sharding.make_mesh()
     trainer = EsTrainer(config, mesh)
@@ -117,7 +134,8 @@ def check_es_iteration(impl: str, cache_dir: str) -> None:
         seconds.append(time.perf_counter() - start)
         lived.append(steps)
     median = statistics.median(seconds)
-    emit("es_iteration", **shape, iteration_seconds=median, env_steps_per_s=sum(lived) / sum(seconds),
+    rate = sum(lived) / sum(seconds)
+    emit("es_iteration", **shape, iteration_seconds=median, env_steps_per_s=rate,
          iteration_env_steps=lived, episode_length_mean=float(metrics["episode_length_mean"]),
          peak_memory_bytes=peak_memory_bytes())
     jax.clear_caches()
@@ -125,6 +143,7 @@ def check_es_iteration(impl: str, cache_dir: str) -> None:
                                      cache_dir=cache_dir, shape=shape)
     emit("es_cached_start", **shape, compile_seconds=again.compile_seconds, cache_hits=again.cache_hits,
          cold_compile_seconds=report.compile_seconds)
+    return rate
 
 
 def check_ppo_iteration(cache_dir: str) -> None:
@@ -149,10 +168,12 @@ def check_ppo_iteration(cache_dir: str) -> None:
          compile_seconds=report.compile_seconds, peak_memory_bytes=peak_memory_bytes())
 
 
-def _follow(path: str, done: threading.Event, started: threading.Event) -> None:
+def _follow(path: str, done: threading.Event, started: threading.Event, pairs: int, rate: float | None) -> None:
     """Prints each evaluation record of `path` (metrics.jsonl, appended to by the run) as it
-    is written; sets `started` at the first record (iteration 0's evaluation, just before
-    the loop). Only complete lines are read: the writer may be halfway through one."""
+    is written, beside the seconds per iteration that the model gives for its episodes at
+    `rate` env steps/s (the timed iteration's) and at the published H200 estimate; sets
+    `started` at the first record (iteration 0's evaluation, just before the loop). Only
+    complete lines are read: the writer may be halfway through one."""
     offset, pending = 0, ""
     while True:
         finished = done.is_set()
@@ -166,9 +187,18 @@ def _follow(path: str, done: threading.Event, started: threading.Event) -> None:
                 record = json.loads(line)
                 started.set()
                 if record.get("eval_return") is not None:
+                    length = record.get("episode_length_mean")
+                    model = {}
+                    if length is not None:
+                        estimate = [model_iteration_seconds(pairs, length, r / PHYSICS_STEPS_PER_ENV_STEP)
+                                    for r in H200_PHYSICS_STEPS_PER_S]
+                        model = {"model_iteration_seconds_h200_estimate": sorted(estimate),
+                                 "model_iteration_seconds": None if rate is None else
+                                 model_iteration_seconds(pairs, length, rate)}
                     emit("es_eval", **{k: record.get(k) for k in (
                         "iteration", "env_steps", "wall_seconds", "eval_return", "eval_length",
-                        "eval_x_velocity_mean", "env_steps_per_s")})
+                        "eval_x_velocity_mean", "env_steps_per_s", "iteration_seconds", "episode_length_mean")},
+                         **model)
         if finished:
             return
         time.sleep(0.5)
@@ -184,12 +214,12 @@ def _stop_after(seconds: float, started: threading.Event, done: threading.Event)
         os.kill(os.getpid(), signal.SIGUSR1)
 
 
-def check_es_run(seconds: float) -> None:
+def check_es_run(seconds: float, rate: float | None) -> None:
     config = es_config_for("jax")
     config.run_name = f"es-{int(time.time())}"
     path = os.path.join(config.results_dir, es_hooks.EXPERIMENT, config.run_name, "metrics.jsonl")
     done, started = threading.Event(), threading.Event()
-    threads = [threading.Thread(target=_follow, args=(path, done, started), daemon=True),
+    threads = [threading.Thread(target=_follow, args=(path, done, started, config.pairs, rate), daemon=True),
                threading.Thread(target=_stop_after, args=(seconds, started, done), daemon=True)]
     for t in threads:
         t.start()
@@ -211,17 +241,19 @@ def main(argv: Sequence[str]) -> None:
     processes.initialize()
     cache_dir = compile_cache.enable(os.path.join(_RESULTS.value, "jax_compile_cache"))
     emit("machine", **launch.device_summary(), versions=launch.versions(), tiny=_TINY.value)
+    rates: dict[str, float | None] = {}
     checks = [(f"es_iteration[{impl}]", functools.partial(check_es_iteration, impl, cache_dir))
               for impl in _IMPLS.value]
     checks.append(("ppo_amp_iteration", functools.partial(check_ppo_iteration, cache_dir)))
     if _ES_SECONDS.value > 0:
-        checks.append(("es_run", functools.partial(check_es_run, _ES_SECONDS.value)))
+        # The run's iterations beside the model at the rate the jax iteration was timed at.
+        checks.append(("es_run", lambda: check_es_run(_ES_SECONDS.value, rates.get("es_iteration[jax]"))))
     failed = []
     for what, check in checks:
         # One broken check (say, an MJX feature the Warp path lacks) is reported with its
         # error, and the others still run: a lent GPU's minutes are scarce.
         try:
-            check()
+            rates[what] = check()
         except Exception as e:  # pylint: disable=broad-exception-caught
             failed.append(what)
             emit("failed", what=what, error=f"{type(e).__name__}: {e}"[:2000], traceback=traceback.format_exc()[-4000:])

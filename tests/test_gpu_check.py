@@ -35,6 +35,11 @@ def test_gpu_check_prints_every_figure_at_a_tiny_shape(tmp_path):
     assert ppo["num_envs"] == 8 and ppo["env_steps_per_s"] > 0
     evals = by_name["es_eval"]
     assert evals[0]["iteration"] == 0 and all(e["eval_return"] is not None for e in evals)
+    # Each later evaluation stands beside the model's seconds per iteration for its episodes:
+    # at the timed iteration's rate, and at the published H200 estimate (two bounds).
+    later = [e for e in evals if e["iteration"] > 0]
+    assert later and all(e["iteration_seconds"] > 0 and e["model_iteration_seconds"] > 0 for e in later)
+    assert all(len(e["model_iteration_seconds_h200_estimate"]) == 2 for e in later)
     (run,) = by_name["es_run"]
     assert run["stopped_by_signal"] == "SIGUSR1" and run["iterations"] >= 2
     assert [l["name"] for l in lines][-1] == "es_run"
