@@ -47,12 +47,14 @@ class CheckpointError(UserError):
 class Checkpointer:
     """Keeps the latest `max_to_keep` checkpoints of one run under `directory`."""
 
-    def __init__(self, directory: str, max_to_keep: int = 3):
+    def __init__(self, directory: str, max_to_keep: int = 3, keep_period: int | None = None):
+        """`keep_period`: also keep every checkpoint whose step is a multiple of it."""
         self.directory = os.path.abspath(directory)
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=max_to_keep,
+                keep_period=keep_period or None,
                 create=True,
                 # Saves finish before `save` returns: a preempted job must not exit
                 # with a checkpoint half written.
@@ -62,6 +64,9 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Any) -> None:
         arrays = eqx.filter(state, _stored)
@@ -102,10 +107,13 @@ class Checkpointer:
         self._manager.close()
 
 
-def restore_latest(directory: str, template: Any) -> Any:
-    """The latest checkpoint under `directory`, restored into `template`'s structure."""
+def restore_latest(directory: str, template: Any, step: int | None = None) -> Any:
+    """The latest checkpoint under `directory` (or the one of `step`), restored into
+    `template`'s structure."""
     ckpt = Checkpointer(directory)
     try:
-        return ckpt.restore(template)
+        if step is not None and step not in ckpt.steps():
+            raise CheckpointError(f"{directory} has no checkpoint of iteration {step} (it has {ckpt.steps()})")
+        return ckpt.restore(template, step)
     finally:
         ckpt.close()

@@ -83,6 +83,10 @@ def run_fields() -> ml_collections.ConfigDict:
     c.cpu_devices = 0
     # Orbax checkpoints kept (the latest ones).
     c.checkpoints_to_keep = 3
+    # Also keep every checkpoint whose iteration is a multiple of this: points of a long
+    # run that later runs branch from (ES `init_from=<run>@<iteration>`); 0 keeps only the
+    # latest `checkpoints_to_keep`.
+    c.checkpoints_keep_every = 0
     # Seconds of the final policy rendered to videos/final.mp4 when the run ends; 0: none.
     c.video_seconds = 10.0
     # TensorBoard event files beside metrics.jsonl, same names (`tensorboard --logdir results`).
@@ -104,7 +108,7 @@ def validate_run(config: ml_collections.ConfigDict) -> None:
     """
     positive_int(config, "num_iterations", "horizon", "eval_every", "eval_episodes", "checkpoint_every",
                  "checkpoints_to_keep")
-    non_negative_int(config, "max_env_steps", "eval_every_env_steps")
+    non_negative_int(config, "max_env_steps", "eval_every_env_steps", "checkpoints_keep_every")
     require(isinstance(config.seed, int) and not isinstance(config.seed, bool), "seed", "must be an integer",
             config.seed)
     require(isinstance(config.cpu_devices, int) and config.cpu_devices >= 0, "cpu_devices",

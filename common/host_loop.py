@@ -151,7 +151,8 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
             results.atomic_write_json(os.path.join(run_dir.path, "inputs.json"), inputs)
 
     state = trainer.init(jax.random.PRNGKey(config.seed)) if branch is None else branch.state
-    ckpt = checkpoint.Checkpointer(run_dir.sub("checkpoints"), max_to_keep=config.checkpoints_to_keep)
+    ckpt = checkpoint.Checkpointer(run_dir.sub("checkpoints"), max_to_keep=config.checkpoints_to_keep,
+                                   keep_period=config.checkpoints_keep_every)
     start_iteration = int(processes.agree([ckpt.latest_step() or 0])[0])
     if jax.process_count() > 1:
         # Restored straight into the global layout: no process holds every shard.
@@ -318,10 +319,10 @@ def _open_run_dir(config: ml_collections.ConfigDict, pipeline: Pipeline, resolve
     return run_dir if main else results.RunDir(*args, writer=False)
 
 
-def restore_latest(run_path: str, config: ml_collections.ConfigDict, pipeline: Pipeline,
+def restore_latest(run_path: str, config: ml_collections.ConfigDict, pipeline: Pipeline, *, step: int | None = None,
                    **trainer_kwargs: Any) -> tuple[Trainer, Any]:
     """A single-device trainer for `config` and the latest checkpointed state of the run in
     `run_path` (evaluation, export); `trainer_kwargs` go to `pipeline.make_trainer`."""
     trainer = pipeline.make_trainer(config, None, **trainer_kwargs)
     template = trainer.init(jax.random.PRNGKey(config.seed))
-    return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template)
+    return trainer, checkpoint.restore_latest(f"{run_path}/checkpoints", template, step)

@@ -32,7 +32,7 @@ from common.errors import UserError
 
 # Fields that may change between a run and its resumption.
 RESUMABLE_FIELDS = ("num_iterations", "max_env_steps", "results_dir", "run_name", "compile_cache_dir", "eval_every",
-                    "eval_every_env_steps", "cpu_devices", "video_seconds", "tensorboard")
+                    "eval_every_env_steps", "checkpoints_keep_every", "cpu_devices", "video_seconds", "tensorboard")
 
 
 def run_name(config: dict[str, Any]) -> str:

@@ -110,7 +110,8 @@ def get_config() -> ml_collections.ConfigDict:
     # Rank of the noise on matrix leaves; 0 is full rank.
     c.noise_rank = 0
 
-    # Start a fresh run from another ES run's latest checkpoint (its directory): its theta,
+    # Start a fresh run from another ES run's latest checkpoint (its directory), or from one
+    # it kept (`<run dir>@<iteration>`, see `checkpoints_keep_every`): its theta,
     # frozen reservoir (the policy settings must match), normaliser, schedule clock and,
     # where this config's optimizer keeps the same state, its optimizer state; the env
     # steps count on from the source's. Read once, when the run starts: a branched run

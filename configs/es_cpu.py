@@ -44,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval_every_env_steps = 500_000
     # Iterations of ~500K env steps at full-length episodes take ~80 s here.
     c.checkpoint_every = 5
+    # Kept for branches (`init_from=<run>@<iteration>`): every ~2-5M env steps.
+    c.checkpoints_keep_every = 50
     # ARS's logs are compared on at least 20 evaluation episodes.
     c.eval_episodes = 20
     # The final video: 15 s is 1,000 steps of 15 ms, a whole episode.

@@ -77,13 +77,18 @@ def _playback(trainer: Trainer, state: Any, seconds: float, command: tuple[float
 
 
 def _init_from(config: ml_collections.ConfigDict, trainer: Trainer) -> host_loop.Branch | None:
-    """A fresh run's start from the latest checkpoint of the run in `config.init_from`."""
-    source_path = config.init_from
-    if source_path is None:
+    """A fresh run's start from a checkpoint of the run in `config.init_from`: its latest,
+    or `<run>@<iteration>`'s."""
+    if config.init_from is None:
         return None
+    source_path, step = config.init_from, None
+    # `<run>@<iteration>` names one of the run's kept checkpoints (`checkpoints_keep_every`).
+    head, _, tail = source_path.rpartition("@")
+    if not os.path.isdir(source_path) and head and tail.isdigit():
+        source_path, step = head, int(tail)
 
     def refuse(why: str) -> ConfigError:
-        return ConfigError(f"config.init_from: {why} (got {source_path!r})")
+        return ConfigError(f"config.init_from: {why} (got {config.init_from!r})")
 
     if jax.process_count() > 1:
         raise refuse("a multi-process run cannot start from another run; start it on one process, "
@@ -111,13 +116,13 @@ def _init_from(config: ml_collections.ConfigDict, trainer: Trainer) -> host_loop
     if differ:
         raise refuse(f"a branch keeps the source's policy, which differs in {', '.join(differ)}")
     try:
-        _, source = host_loop.restore_latest(source_path, source_config, PIPELINE)
+        _, source = host_loop.restore_latest(source_path, source_config, PIPELINE, step=step)
     except CheckpointError as e:
-        raise refuse(f"its latest checkpoint does not restore ({e})") from None
+        raise refuse(f"its checkpoint does not restore ({e})") from None
     iteration = int(source.iteration)
     at = [r for r in results.read_records(source_path) if r.get("iteration") == iteration]
     if not at:
-        raise refuse(f"its metrics.jsonl has no record of iteration {iteration}, its latest checkpoint")
+        raise refuse(f"its metrics.jsonl has no record of iteration {iteration}, the checkpoint's")
     env_steps = int(at[-1]["env_steps"])
     logging.info("starting from %s at iteration %d (%d env steps)", source_path, iteration, env_steps)
     state = trainer.branch(trainer.init(jax.random.PRNGKey(config.seed)), source)

@@ -109,7 +109,7 @@ def test_evaluations_every_n_env_steps_and_a_branch_counts_on_from_its_source(tm
     schedule = {"optimizer": "adam", "learning_rate_schedule": "linear", "schedule_env_steps": 512,
                 "learning_rate_final": 0.001}
     source_config = _run_config(tmp_path, "source", num_iterations=9, eval_every=1000, eval_every_env_steps=40,
-                                **schedule)
+                                checkpoints_to_keep=1, checkpoints_keep_every=4, **schedule)
     host_loop.run(source_config, _PIPELINE)
     source_dir = tmp_path / "es" / "source"
     records = _records(source_dir)
@@ -127,6 +127,19 @@ def test_evaluations_every_n_env_steps_and_a_branch_counts_on_from_its_source(tm
     assert [r["env_steps"] for r in branch[1:]] == [144 + 8, 144 + 16]
     # The rate continues from the source's clock (144 of 512 env steps).
     np.testing.assert_allclose(branch[1]["learning_rate"], 0.01 + (0.001 - 0.01) * 144 / 512, rtol=1e-6)
+
+    # Beside the latest (9), the run kept iterations 4 and 8 (`checkpoints_keep_every`);
+    # `<run>@<iteration>` branches from one of them.
+    assert sorted(os.listdir(source_dir / "checkpoints")) == ["4", "8", "9"]
+    early = _run_config(tmp_path, "early", num_iterations=1, init_from=f"{source_dir}@4", **schedule)
+    host_loop.run(early, _PIPELINE)
+    first = _records(tmp_path / "es" / "early")[0]
+    assert (first["init_from_iteration"], first["env_steps"]) == (4, 64)
+    kept = checkpoint.restore_latest(str(source_dir / "checkpoints"), _EvalToy(early).init(jax.random.PRNGKey(0)), 4)
+    assert int(kept.iteration) == 4
+    np.testing.assert_allclose(first["eval_return"], float(_quadratic(kept.theta)), rtol=1e-6)
+    with pytest.raises(ConfigError, match=r"^config\.init_from: .*has no checkpoint of iteration 5"):
+        host_loop.run(_run_config(tmp_path, "five", init_from=f"{source_dir}@5", **schedule), _PIPELINE)
 
     # The branch resumes from its own checkpoint, without its source.
     os.rename(source_dir, tmp_path / "moved")
