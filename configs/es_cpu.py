@@ -3,18 +3,20 @@
     python -m experiments.es --config=configs/es_cpu.py
 
 One XLA device per core (`cpu_devices=2`) triples throughput over JAX's single CPU
-device, and the work-queue rollout adds ~35% by keeping every slot busy. The update is ARS-style (return-std-scaled pair differences, plain SGD) on 256
-pairs: with 64 or 128 pairs the estimate is so noisy that theta random-walks (its norm
-grows as sqrt(iterations)) and the eval return stalls near 330 and 400. A small sigma
-keeps candidates close to theta; the reservoir's inputs are scaled so that its units
-stay out of saturation. Two Newton iterations and training without the survival bonus
-(ARS's own choice) together: with the bonus the policy learns to stand and stalls near
-570 by 1M env steps; without it, under one Newton iteration, it lunges and falls
-(384 at 2M); with both it walks at ~1.3 m/s, 705 at 2M and 743 at 2.7M (seed 0), against
-ARS's median 488 and 581 at 2M and 3M. That walk swung a leg through the other, which
-feet-only contacts allow, and kept 56% of its return under Gymnasium's physics; with the
-legs colliding (the `fast` profile's pairs since) it learns later, 659 at 3M, and keeps
-106% (BENCHMARKS.md, "the legs passed through each other").
+device, and the work-queue rollout adds ~35% by keeping every slot busy. The update is
+ARS-style (return-std-scaled pair differences, plain SGD) on 256 pairs: with 64 or 128
+pairs the estimate is so noisy that theta random-walks (its norm grows as
+sqrt(iterations)) and the eval return stalls near 330 and 400. A small sigma keeps
+candidates close to theta; the reservoir's inputs are scaled so that its units stay out
+of saturation. Two Newton iterations and training without the survival bonus (ARS's own
+choice) together: with the bonus the policy learns to stand and stalls near 570 by 1M
+env steps; without it, under one Newton iteration, it lunges and falls (384 at 2M); with
+both it lunges at ~1.3 m/s, 705 at 2M and 743 at 2.7M (seed 0), against ARS's median 488
+and 581 at 2M and 3M. Its policies still fall after 100-180 steps (returns near 1,000 by
+12M; BENCHMARKS.md, "The humanoid walks"). An early gait swung a leg through the other,
+which feet-only contacts allow, and kept 56% of its return under Gymnasium's physics;
+with the legs colliding (the `fast` profile's pairs since) it learns later, 659 at 3M,
+and keeps 106% (BENCHMARKS.md, "the legs passed through each other").
 """
 
 import ml_collections
