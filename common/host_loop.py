@@ -69,7 +69,8 @@ class Branch:
     state: Any
     # Env steps the source had lived: the run's records count on from them.
     env_steps: int
-    # What iteration 0's record keeps of the source (path, iteration, env steps).
+    # What iteration 0's record keeps of the source (its iteration and env steps; the path
+    # is in config.json).
     record: Record
 
 
