@@ -78,6 +78,19 @@ def keep_input(run_path: str, field: str, source: str, name: str) -> dict[str, s
     return {"source": source, "copy": copy, "sha256": digest}
 
 
+def read_config(run_path: str) -> dict[str, Any]:
+    """A run directory's config.json; a `ConfigError` (its text completes a sentence about
+    the run) if there is none or it does not parse."""
+    path = os.path.join(run_path, "config.json")
+    if not os.path.isfile(path):
+        raise ConfigError("no config.json in it (not a run directory)")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"its config.json is unreadable ({e})") from None
+
+
 def read_records(run_path: str) -> list[dict[str, Any]]:
     """A run's metrics.jsonl records, up to a line cut short by a kill (everything after
     it is redone on resume anyway); none if it has no records yet."""

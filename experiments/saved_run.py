@@ -10,14 +10,13 @@ written into the run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from typing import Any
 
 import ml_collections
 
-from common import compile_cache, host_loop, robots
+from common import compile_cache, host_loop, results, robots
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, under_profile, with_defaults
 from common.envs.biped import config as biped_config
@@ -42,14 +41,10 @@ class SavedRun:
 
 
 def load_run_config(run_path: str) -> ml_collections.ConfigDict:
-    path = os.path.join(run_path, "config.json")
-    if not os.path.isfile(path):
-        raise ConfigError(f"--run: {run_path!r} has no config.json (not a run directory)")
     try:
-        with open(path) as f:
-            return ml_collections.ConfigDict(json.load(f))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"--run: {path} is unreadable ({e})") from None
+        return ml_collections.ConfigDict(results.read_config(run_path))
+    except ConfigError as e:
+        raise ConfigError(f"--run: {run_path!r}: {e}") from None
 
 
 def parse_command(text: str) -> tuple[float, float, float]:

@@ -9,7 +9,6 @@ another run (`init_from`). Evaluation metrics go into the records under their ow
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -97,10 +96,9 @@ def _init_from(config: ml_collections.ConfigDict, trainer: Trainer) -> host_loop
         if not os.path.exists(os.path.join(source_path, needed)):
             raise refuse(f"must be an ES run directory (no {needed} in it)")
     try:
-        with open(os.path.join(source_path, "config.json")) as f:
-            saved = ml_collections.ConfigDict(json.load(f))
-    except (OSError, json.JSONDecodeError) as e:
-        raise refuse(f"its config.json is unreadable ({e})") from None
+        saved = ml_collections.ConfigDict(results.read_config(source_path))
+    except ConfigError as e:
+        raise refuse(str(e)) from None
     # Fields the source predates take this run's values: they shape nothing it saved.
     source_config = config_lib.with_defaults(saved, config)
     source_config.init_from = None

@@ -239,3 +239,16 @@ def test_a_run_from_before_later_fields_opens_with_their_defaults(tmp_path):
     c = saved_run.open_run(path).config
     assert c.num_envs == 16 and c.max_env_steps == 0
     assert c.task.heading_hold == ppo_amp_test.get_config().task.heading_hold
+
+
+def test_a_directory_without_a_readable_config_is_one_clear_error(tmp_path):
+    from experiments import saved_run
+
+    empty = tmp_path / "es" / "empty"
+    empty.mkdir(parents=True)
+    with pytest.raises(config_lib.ConfigError, match=r"^--run: '.*empty': no config\.json in it \(not a run"):
+        saved_run.open_run(str(empty))
+    (empty / "config.json").write_text('{"pairs": 8,')
+    with pytest.raises(config_lib.ConfigError, match=r"^--run: '.*empty': its config\.json is unreadable"):
+        saved_run.open_run(str(empty))
+    assert os.listdir(empty) == ["config.json"]
