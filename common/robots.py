@@ -26,7 +26,7 @@ _INTEGRATORS = {
     "rk4": mujoco.mjtIntegrator.mjINT_RK4,
     "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
 }
-CONTACTS = ("all", "pairs", "feet", "floor")
+CONTACTS = ("all", "pairs", "feet", "floor", "self")
 INTEGRATORS = tuple(_INTEGRATORS)
 _SOLVERS = {"cg": mujoco.mjtSolver.mjSOL_CG, "newton": mujoco.mjtSolver.mjSOL_NEWTON}
 
@@ -43,7 +43,9 @@ class PhysicsProfile:
       contacts: "all" keeps the file's contype/conaffinity (every geom may collide);
         "pairs" switches those off and adds explicit pairs `contact_geoms` x floor and
         the robot's `self_pairs` (`load_model`); "feet" adds only `contact_geoms` x floor;
-        "floor" adds every named geom but the floor x floor, and the `self_pairs`.
+        "floor" adds every named geom but the floor x floor, and the `self_pairs`;
+        "self" adds `contact_geoms` x floor and every pair of the robot's geoms that
+        MuJoCo itself would collide under "all" (`_own_self_pairs`).
       integrator: "euler", "rk4" or "implicitfast".
       solver: "cg" or "newton".
       iterations: constraint solver iterations.
@@ -84,6 +86,35 @@ def _read_spec(xml_path: str) -> mujoco.MjSpec:
 
 def _geom_names(spec: mujoco.MjSpec) -> set[str]:
     return {g.name for g in spec.geoms if g.name}
+
+
+def _own_self_pairs(spec: mujoco.MjSpec) -> list[tuple[str, str]]:
+    """The robot-robot geom pairs MuJoCo's own collision filter admits: contype/conaffinity
+    match, different weld bodies, neither welded to the other's parent (unless that is the
+    world, or the model disables the parent filter), and no <exclude> between them."""
+    m = spec.compile()
+    weld = m.body_weldid
+    filter_parent = not m.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_FILTERPARENT
+    excluded = {frozenset((e.bodyname1, e.bodyname2)) for e in spec.excludes}
+    pairs = []
+    for i in range(m.ngeom):
+        for j in range(i + 1, m.ngeom):
+            w1, w2 = weld[m.geom_bodyid[i]], weld[m.geom_bodyid[j]]
+            if 0 in (w1, w2) or w1 == w2:
+                continue
+            if not (m.geom_contype[i] & m.geom_conaffinity[j] or m.geom_contype[j] & m.geom_conaffinity[i]):
+                continue
+            p1, p2 = weld[m.body_parentid[w1]], weld[m.body_parentid[w2]]
+            if filter_parent and (p1 == w2 or p2 == w1):
+                continue
+            bodies = frozenset(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, m.geom_bodyid[g]) for g in (i, j))
+            if bodies in excluded:
+                continue
+            names = (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, i), mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, j))
+            if None in names:
+                raise ModelError('contacts: the "self" mode needs every colliding geom of the robot named')
+            pairs.append(names)
+    return pairs
 
 
 def _add_pairs(spec: mujoco.MjSpec, pairs: Sequence[tuple[str, str]]) -> None:
@@ -149,8 +180,10 @@ def load_model(
     if profile.contacts == "floor":
         # The same explicit pairs, for every named geom but the floor.
         contact_geoms = tuple(g.name for g in spec.geoms if g.name and g.name != floor_geom)
-    if profile.contacts in ("pairs", "feet", "floor"):
-        robot_pairs = () if profile.contacts == "feet" else tuple(self_pairs)
+    if profile.contacts in ("pairs", "feet", "floor", "self"):
+        robot_pairs = {"feet": (), "self": None}.get(profile.contacts, tuple(self_pairs))
+        if robot_pairs is None:
+            robot_pairs = tuple(_own_self_pairs(spec))
         missing = [n for n in (floor_geom, *contact_geoms, *(g for p in robot_pairs for g in p)) if n not in names]
         if missing:
             raise ModelError(

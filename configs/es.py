@@ -39,7 +39,8 @@ def get_config() -> ml_collections.ConfigDict:
     # "warp" on NVIDIA GPUs; solver and line-search iterations, integrator ("euler",
     # "rk4", "implicitfast") and contacts ("pairs": feet x floor and the legs against
     # each other, "feet": feet x floor only, "floor": every body x floor and the legs,
-    # "all": the MJCF's), where None keeps the profile's.
+    # "self": feet x floor and every pair of body parts the MJCF lets collide, "all":
+    # the MJCF's), where None keeps the profile's.
     c.update(config_lib.env_fields(HumanoidConfig, only=config_lib.TOP_LEVEL_ENV_FIELDS))
     # The task itself (reward weights, termination, frame skip, contact geoms), every
     # field at HumanoidConfig's default, so config.json records each resolved value.

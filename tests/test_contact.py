@@ -77,6 +77,15 @@ def _contacts(m, d, pairs):
             for c in d.contact[:d.ncon] if tuple(sorted(c.geom)) in ids}
 
 
+def _assert_same_contacts(got, want):
+    assert got.keys() == want.keys()
+    for pair, (dist, frame, friction, dim) in want.items():
+        np.testing.assert_allclose(got[pair][0], dist, atol=1e-9)
+        np.testing.assert_allclose(got[pair][1], frame, atol=1e-9)
+        np.testing.assert_allclose(got[pair][2], friction)
+        assert got[pair][3] == dim
+
+
 def test_leg_and_feet_pairs_collide_as_every_geom_contacts_do():
     """The humanoid's `pairs` contacts are Gymnasium's every-geom ones, for the pairs they name."""
     config = envs_humanoid.HumanoidConfig()
@@ -99,12 +108,7 @@ def test_leg_and_feet_pairs_collide_as_every_geom_contacts_do():
             mujoco.mj_forward(models[c], d)
         want = _contacts(m_all, datas["all"], [*config.self_pairs, *feet])
         got = _contacts(models["pairs"], datas["pairs"], [*config.self_pairs, *feet])
-        assert got.keys() == want.keys()
-        for pair, (dist, frame, friction, dim) in want.items():
-            np.testing.assert_allclose(got[pair][0], dist, atol=1e-9)
-            np.testing.assert_allclose(got[pair][1], frame, atol=1e-9)
-            np.testing.assert_allclose(got[pair][2], friction)
-            assert got[pair][3] == dim
+        _assert_same_contacts(got, want)
         assert not _contacts(models["feet"], datas["feet"], config.self_pairs)
         floor_contacts = len(_contacts(m_all, datas["all"], feet))
         found["feet"] += floor_contacts
@@ -120,3 +124,52 @@ def test_a_self_pair_naming_a_missing_geom_is_one_clear_error():
     m = robots.load_model(robots.HUMANOID_XML, "fast", contact_geoms=("right_foot",),
                           self_pairs=(("left_knee_cap", "right_shin1"),), contacts="feet")
     assert m.npair == 1
+
+
+def test_self_contacts_are_every_geom_contacts_but_the_floor_under_the_body():
+    """`contacts="self"`: Gymnasium's every-geom contacts, all of them, less the floor under
+    anything but the feet; the same distances, frames, friction and dimension."""
+    config = envs_humanoid.HumanoidConfig()
+    models = {c: robots.load_model(config.xml_path, "fast", contact_geoms=config.contact_geoms, contacts=c)
+              for c in ("all", "self")}
+    m_all, m_self = models["all"], models["self"]
+    assert m_self.npair == 2 + 109  # the feet on the floor; every pair of bodies neither welded to the other nor its parent
+    floor = mujoco.mj_name2id(m_all, mujoco.mjtObj.mjOBJ_GEOM, config.floor_geom)
+    feet = {mujoco.mj_name2id(m_all, mujoco.mjtObj.mjOBJ_GEOM, g) for g in config.contact_geoms}
+
+    def contacts(m, d):
+        return {tuple(sorted(c.geom)): (c.dist, c.frame.copy(), c.friction.copy(), c.dim) for c in d.contact[:d.ncon]
+                if floor not in c.geom or feet & set(c.geom)}
+
+    rng = np.random.default_rng(1)
+    hinge = m_all.jnt_type == mujoco.mjtJoint.mjJNT_HINGE
+    datas = {c: mujoco.MjData(m) for c, m in models.items()}
+    seen = set()
+    for _ in range(200):  # random poses in the joints' ranges: arms across the chest, a knee at the waist
+        qpos = m_all.qpos0.copy()
+        qpos[2] = rng.uniform(0.9, 1.2)
+        lo, hi = m_all.jnt_range[hinge].T
+        qpos[m_all.jnt_qposadr[hinge]] = rng.uniform(lo, hi)
+        for c, d in datas.items():
+            d.qpos[:] = qpos
+            mujoco.mj_forward(models[c], d)
+        want, got = contacts(m_all, datas["all"]), contacts(m_self, datas["self"])
+        _assert_same_contacts(got, want)
+        seen |= want.keys()
+    assert len(seen) >= 30, len(seen)  # the poses brought many different geoms together
+
+
+def test_self_contacts_keep_the_files_excludes_and_bitmasks(tmp_path):
+    xml = tmp_path / "three.xml"
+    xml.write_text("""<mujoco><worldbody><geom name="floor" type="plane" size="1 1 .1"/>
+      <body name="a" pos="0 0 1"><freejoint/><geom name="ga" size=".1"/>
+        <body name="b"><joint type="hinge"/><geom name="gb" size=".1"/></body></body>
+      <body name="c" pos="0 0 1"><freejoint/><geom name="gc" size=".1"/></body>
+      <body name="d" pos="0 0 1"><freejoint/><geom name="gd" size=".1" contype="2" conaffinity="2"/></body>
+      <body name="e" pos="0 0 1"><freejoint/><geom name="ge" size=".1"/></body>
+    </worldbody><contact><exclude body1="c" body2="e"/></contact></mujoco>""")
+    m = robots.load_model(str(xml), "gym", contact_geoms=("ga",), contacts="self")
+    pairs = {frozenset((m.pair_geom1[i], m.pair_geom2[i])) for i in range(m.npair)}
+    named = {frozenset(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in p) for p in pairs}
+    # a-b: parent and child; c-e: excluded; d: another bitmask than everyone else.
+    assert named == {frozenset(p) for p in (("ga", "floor"), ("ga", "gc"), ("ga", "ge"), ("gb", "gc"), ("gb", "ge"))}

@@ -37,7 +37,8 @@ class HumanoidConfig:
     ls_iterations: int | None = None
     # Override the profile's integrator ("euler", "rk4", "implicitfast") and contacts
     # ("all"; "pairs": contact_geoms x floor and self_pairs; "feet": contact_geoms x floor;
-    # "floor": every geom x floor and self_pairs); None keeps it.
+    # "floor": every geom x floor and self_pairs; "self": contact_geoms x floor and every
+    # robot pair the MJCF's own filter collides); None keeps it.
     integrator: str | None = None
     contacts: str | None = None
     contact_geoms: tuple[str, ...] = ("right_foot", "left_foot")
