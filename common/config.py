@@ -117,10 +117,13 @@ def validate_run(config: ml_collections.ConfigDict) -> None:
         check_impl(config.impl)
     except ImplError as e:
         raise ConfigError(f"config.{e}") from None
-    for field in ("solver_iterations", "ls_iterations"):
+    for field in ("solver_iterations", "ls_iterations", "max_contact_points"):
+        if field not in config:
+            continue
         value = config[field]
         require(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0), field,
-                "must be a positive integer or None (keep the profile's value)", value)
+                "must be a positive integer or None (" + ("every contact" if field == "max_contact_points" else
+                                                          "keep the profile's value") + ")", value)
     if config.xml_path is not None:
         require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
     number(config, "video_seconds", at_least=0.0)
@@ -180,7 +183,8 @@ def fingerprint(config: dict[str, Any], ignore: tuple[str, ...] = ()) -> str:
 # Env fields a run's config holds at its top level, under the same names, in both
 # pipelines (the physics of a run); the env's `episode_length` is the run's `horizon`
 # and its `xml_path` is the run's, where None means the bundled model.
-TOP_LEVEL_ENV_FIELDS = ("physics", "impl", "solver_iterations", "ls_iterations", "integrator", "contacts")
+TOP_LEVEL_ENV_FIELDS = ("physics", "impl", "solver_iterations", "ls_iterations", "integrator", "contacts",
+                        "max_contact_points")
 
 
 def _field_type(hint: Any) -> type:

@@ -151,6 +151,7 @@ def load_model(
     ls_iterations: int | None = None,
     integrator: str | None = None,
     contacts: str | None = None,
+    max_contact_points: int | None = None,
     profiles: Mapping[str, PhysicsProfile] = PROFILES,
     sensors: Callable[[mujoco.MjSpec, mujoco.MjModel], None] | None = None,
 ) -> mujoco.MjModel:
@@ -160,6 +161,8 @@ def load_model(
     `integrator` and `contacts` override the profile's (see `PhysicsProfile`).
     `self_pairs` are geom pairs of the robot that collide with each other in the
     "pairs" and "floor" contact modes ("all" keeps the file's; "feet" has none).
+    `max_contact_points` caps MJX's contacts of each contact dimension at the deepest
+    ones (MJX's `max_contact_points` numeric; MuJoCo C ignores it).
     A file that asks for PGS (which MJX cannot run) is switched to CG with a warning.
     `sensors(spec, model)` may then add sensors, knowing the compiled contacts
     (`common.contact`); the model is compiled again with them.
@@ -194,6 +197,8 @@ def load_model(
             raise ModelError(f"contact_geoms: the {profile.contacts!r} contact mode needs at least one geom")
         _add_pairs(spec, [*((g, floor_geom) for g in contact_geoms), *robot_pairs])
 
+    if max_contact_points is not None:
+        spec.add_numeric(name="max_contact_points", data=[float(max_contact_points)])
     opt = spec.option
     if opt.solver == mujoco.mjtSolver.mjSOL_PGS:
         logging.warning("%s asks for the PGS solver, which MJX cannot run: using CG.", xml_path)

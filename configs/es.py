@@ -40,7 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
     # "rk4", "implicitfast") and contacts ("pairs": feet x floor and the legs against
     # each other, "feet": feet x floor only, "floor": every body x floor and the legs,
     # "self": feet x floor and every pair of body parts the MJCF lets collide, "all":
-    # the MJCF's), where None keeps the profile's.
+    # the MJCF's), where None keeps the profile's; `max_contact_points` caps MJX's
+    # contacts of each dimension at the deepest ones (None: all).
     c.update(config_lib.env_fields(HumanoidConfig, only=config_lib.TOP_LEVEL_ENV_FIELDS))
     # The task itself (reward weights, termination, frame skip, contact geoms), every
     # field at HumanoidConfig's default, so config.json records each resolved value.

@@ -16,7 +16,7 @@ ENV = "humanoid"
 TASK_EXCLUDE = (*config_lib.TOP_LEVEL_ENV_FIELDS, "xml_path", "episode_length")
 
 # A run's own changes to its physics profile (`experiments.evaluate --physics` drops them).
-PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contacts")
+PHYSICS_OVERRIDES = ("solver_iterations", "ls_iterations", "integrator", "contacts", "max_contact_points")
 
 
 def validate(config: ml_collections.ConfigDict, n_devices: int = 1) -> None:

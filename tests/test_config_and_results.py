@@ -44,6 +44,7 @@ def _config(**overrides):
         ({"strategy": "SNES", "init_from": "/no/such/run"}, "init_from"),
         ({"integrator": "semi-implicit"}, "integrator"),
         ({"contacts": "knees"}, "contacts"),
+        ({"max_contact_points": 0}, "max_contact_points"),
         ({"video_seconds": -1.0}, "video_seconds"),
         ({"video_seconds": float("inf")}, "video_seconds"),
     ],
@@ -188,12 +189,12 @@ def test_logging_cost_does_not_grow_with_the_run(tmp_path):
 def test_evaluate_under_a_named_profile_drops_the_runs_physics_overrides():
     overrides = es_config.PHYSICS_OVERRIDES
     run = es_cpu.get_config()
-    run.contacts = "feet"
+    run.contacts, run.max_contact_points = "feet", 8
     assert run.solver_iterations == 2
     gym = config_lib.under_profile(run, "gym", overrides)
     assert gym.physics == "gym" and all(gym[f] is None for f in overrides)
     own = config_lib.under_profile(run, None, overrides)
-    assert (own.physics, own.solver_iterations, own.contacts) == (run.physics, 2, "feet")
+    assert (own.physics, own.solver_iterations, own.contacts, own.max_contact_points) == (run.physics, 2, "feet", 8)
     assert run.contacts == "feet" and run.solver_iterations == 2  # the run's config is left as it was
     es_config.validate(gym)
 
@@ -223,11 +224,12 @@ def test_a_run_from_before_later_fields_opens_with_their_defaults(tmp_path):
     old = config_lib.to_dict(es_test.get_config())
     old["pairs"], old["candidate_chunk"], old["policy"]["size"] = 8, 16, 32
     path = _old_run(tmp_path, "es", old, ("strategy", "max_env_steps", "policy.obs_norm", "policy.action_map",
-                                          "task"))
+                                          "task", "max_contact_points"))
     before = open(os.path.join(path, "config.json")).read()
     c = saved_run.open_run(path).config
     assert (c.pairs, c.candidate_chunk, c.policy.size) == (8, 16, 32)
     assert (c.strategy, c.max_env_steps, c.policy.obs_norm, c.policy.action_map) == ("perturbative", 0, "clip", "tanh")
+    assert c.max_contact_points is None
     assert config_lib.to_dict(c.task) == config_lib.to_dict(es.get_config().task)
     # Read, never written: the run's files are as they were.
     assert open(os.path.join(path, "config.json")).read() == before

@@ -173,3 +173,40 @@ def test_self_contacts_keep_the_files_excludes_and_bitmasks(tmp_path):
     named = {frozenset(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in p) for p in pairs}
     # a-b: parent and child; c-e: excluded; d: another bitmask than everyone else.
     assert named == {frozenset(p) for p in (("ga", "floor"), ("ga", "gc"), ("ga", "ge"), ("gb", "gc"), ("gb", "ge"))}
+
+
+def test_a_contact_cap_keeps_every_touching_pair_of_a_pose():
+    """`max_contact_points=8` leaves MJX 8 body-body contacts and both feet in place of
+    109 + 2, and over random poses the touching ones (distance < 0) are the same."""
+    import jax
+    from mujoco import mjx
+    from mujoco.mjx._src import collision_driver
+
+    config = envs_humanoid.HumanoidConfig()
+    models = {k: robots.load_model(config.xml_path, "fast", contact_geoms=config.contact_geoms, contacts="self",
+                                   max_contact_points=k) for k in (None, 8)}
+    dims = {k: list(collision_driver.make_condim(m)) for k, m in models.items()}
+    assert (dims[None].count(1), dims[None].count(3)) == (109, 2) and (dims[8].count(1), dims[8].count(3)) == (8, 2)
+    m_c = models[None]
+    hinge = m_c.jnt_type == mujoco.mjtJoint.mjJNT_HINGE
+    rng = np.random.default_rng(2)
+    qpos = np.tile(m_c.qpos0, (64, 1))
+    qpos[:, 2] = rng.uniform(0.9, 1.2, 64)
+    lo, hi = m_c.jnt_range[hinge].T
+    qpos[:, m_c.jnt_qposadr[hinge]] = rng.uniform(lo, hi, (64, hinge.sum()))
+
+    def touching(mj_model):
+        model = mjx.put_model(mj_model)
+
+        @jax.vmap
+        def contacts(q):
+            d = mjx.kinematics(model, mjx.make_data(model).replace(qpos=q))
+            c = mjx.collision(model, d)._impl.contact
+            return c.dist, c.geom
+
+        dist, geom = map(np.asarray, jax.jit(contacts)(qpos))
+        return [sorted(tuple(sorted(g)) for g, x in zip(gs, ds) if x < 0) for gs, ds in zip(geom, dist)]
+
+    full, capped = touching(models[None]), touching(models[8])
+    assert full == capped
+    assert sum(len(t) for t in full) >= 40  # the poses did bring parts together

@@ -41,6 +41,10 @@ class HumanoidConfig:
     # robot pair the MJCF's own filter collides); None keeps it.
     integrator: str | None = None
     contacts: str | None = None
+    # MJX keeps at most this many contacts of each contact dimension, the deepest (None:
+    # all). The `self` mode's 109 pairs cost 4x the env step; 8 keep every contact a
+    # gait makes at once and its speed (BENCHMARKS.md, "The arms passed through the chest").
+    max_contact_points: int | None = None
     contact_geoms: tuple[str, ...] = ("right_foot", "left_foot")
     floor_geom: str = "floor"
     # Where a gait's legs meet each other or the butt. Without them a policy learns to
@@ -73,6 +77,7 @@ class HumanoidConfig:
             ls_iterations=self.ls_iterations,
             integrator=self.integrator,
             contacts=self.contacts,
+            max_contact_points=self.max_contact_points,
             sensors=contact.add_wrench_sensors,
         )
 
