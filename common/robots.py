@@ -184,9 +184,12 @@ def load_model(
         # The same explicit pairs, for every named geom but the floor.
         contact_geoms = tuple(g.name for g in spec.geoms if g.name and g.name != floor_geom)
     if profile.contacts in ("pairs", "feet", "floor", "self"):
-        robot_pairs = {"feet": (), "self": None}.get(profile.contacts, tuple(self_pairs))
-        if robot_pairs is None:
+        if profile.contacts == "feet":
+            robot_pairs = ()
+        elif profile.contacts == "self":
             robot_pairs = tuple(_own_self_pairs(spec))
+        else:
+            robot_pairs = tuple(self_pairs)
         missing = [n for n in (floor_geom, *contact_geoms, *(g for p in robot_pairs for g in p)) if n not in names]
         if missing:
             raise ModelError(
