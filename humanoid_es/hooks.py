@@ -3,8 +3,9 @@
 ES's parts of the loop: the compile shape (population, chunk, parameter count), an
 iteration's line (training fitness, episode length, eval return), the learning curve
 (fitness and eval return), the reward terms, velocity and episode-length plots, the
-policy for videos, `final_eval_length` in the summary, and a fresh run's start from
-another run (`init_from`). Evaluation metrics go into the records under their own names.
+policy for videos, `final_eval_length` and `final_eval_full_episodes` in the summary, and
+a fresh run's start from another run (`init_from`). Evaluation metrics go into the
+records under their own names.
 """
 
 from __future__ import annotations
@@ -130,7 +131,11 @@ def _init_from(config: ml_collections.ConfigDict, trainer: Trainer) -> host_loop
 
 def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any] | None) -> dict[str, Any]:
     del records
-    return {"final_eval_length": None if last_eval is None else last_eval["eval_length"]}
+    if last_eval is None:
+        return {"final_eval_length": None, "final_eval_full_episodes": None}
+    # A run resumed from records that predate the field has none.
+    return {"final_eval_length": last_eval["eval_length"],
+            "final_eval_full_episodes": last_eval.get("eval_full_episodes")}
 
 
 PIPELINE = host_loop.Pipeline(

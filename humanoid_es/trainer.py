@@ -286,6 +286,8 @@ class Trainer:
             "eval_return_std": jnp.std(out.episode_return),
             "eval_return_min": jnp.min(out.episode_return),
             "eval_length": jnp.mean(out.length.astype(jnp.float32)),
+            # Episodes that lived the whole horizon: a mean length hides one early fall.
+            "eval_full_episodes": jnp.sum((out.length >= self.config.horizon) & ~out.diverged),
             "eval_nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
             **{f"eval_{k}": v for k, v in episode_metrics(out).items()},
         }

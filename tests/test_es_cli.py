@@ -50,7 +50,8 @@ def run_dir(tmp_path_factory):
     (path,) = glob.glob(os.path.join(results, "es", "cfg-*"))  # the default name: a hash of the config
     summary = json.load(open(os.path.join(path, "summary.json")))
     assert summary["iterations"] == 2 and summary["env_steps"] == BUDGET and summary["stopped_by_signal"] is None
-    assert summary["final_eval_return"] is not None
+    # Nobody falls within the horizon of 4 steps: both evaluation episodes live it out.
+    assert summary["final_eval_return"] is not None and summary["final_eval_full_episodes"] == 2
     records = open(os.path.join(path, "metrics.jsonl")).read()
     assert [json.loads(r)["iteration"] for r in records.splitlines()] == [0, 1, 2]
     with open(os.path.join(path, "plots", "learning_curve.png"), "rb") as f:
@@ -67,13 +68,19 @@ def run_dir(tmp_path_factory):
     return path
 
 
-def test_evaluate_under_the_runs_and_gymnasiums_physics(run_dir):
-    own = _line(_run("experiments.evaluate", f"--run={run_dir}", "--episodes=2"))
+@pytest.fixture(scope="module")
+def own_evaluation(run_dir):
+    """`experiments.evaluate` under the run's own physics, 2 episodes at its default seed."""
+    return _line(_run("experiments.evaluate", f"--run={run_dir}", "--episodes=2"))
+
+
+def test_evaluate_under_the_runs_and_gymnasiums_physics(run_dir, own_evaluation):
+    own = own_evaluation
     gym = _line(_run("experiments.evaluate", f"--run={run_dir}", "--episodes=2", "--physics=gym"))
     for line, physics in ((own, "fast"), (gym, "gym")):
         assert line["iteration"] == 2 and line["episodes"] == 2 and line["physics"] == physics
         assert np.isfinite(line["eval_return"]) and line["eval_nonfinite_guard"] == 0
-    assert own["eval_length"] == 4  # the run's horizon: nobody falls within 4 steps
+    assert own["eval_length"] == 4 and own["eval_full_episodes"] == 2  # nobody falls within 4 steps
     assert 0 < gym["eval_length"] <= 4
     # The same policy and episode seeds under other physics (RK4, every geom colliding):
     # the returns differ (by 3.4e-4 of ~20, measured), so the profile really was swapped.
@@ -89,7 +96,7 @@ def test_play_writes_the_clip_it_reports(run_dir):
     assert frames.shape[0] == line["frames"] > 0 and frames.shape[-1] == 3
 
 
-def test_export_matches_jax_then_gymnasium_runs_it(run_dir, tmp_path):
+def test_export_matches_jax_then_gymnasium_runs_it(run_dir, own_evaluation, tmp_path):
     line = _line(_run("experiments.export", f"--run={run_dir}", "--observations=16"))
     assert line["path"] == os.path.join(run_dir, "export", "policy.onnx") and line["iteration"] == 2
     assert line["inputs"] == {"obs": 376, "h": 16} and line["outputs"] == {"action": 17, "h_next": 16}
@@ -107,4 +114,11 @@ def test_export_matches_jax_then_gymnasium_runs_it(run_dir, tmp_path):
     assert sim["simulator"].startswith("gymnasium Humanoid-v4")
     # An untrained policy falls within Gymnasium's 1,000 steps; both figures are real episodes.
     assert 0 < sim["gymnasium_length"] < 1000 and np.isfinite(sim["gymnasium_return"])
-    assert np.isfinite(sim["mjx_gym_return"]) and 0 < sim["mjx_gym_length"] <= 4
+    assert sim["gymnasium_full_episodes"] == 0 and sim["mjx_physics"] == "gym"
+    assert np.isfinite(sim["mjx_return"]) and 0 < sim["mjx_length"] <= 4
+    # Beside the run's own physics the reference is `experiments.evaluate`'s at that seed.
+    own = _line(_run("experiments.sim2sim", f"--run={run_dir}", "--gymnasium", "--episodes=2", "--reference=own",
+                     "--seed=12345"))
+    assert own["mjx_physics"] == "fast" and np.isfinite(own["gymnasium_return"])
+    assert (own["mjx_return"], own["mjx_full_episodes"]) == (own_evaluation["eval_return"],
+                                                             own_evaluation["eval_full_episodes"])
