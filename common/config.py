@@ -117,13 +117,14 @@ def validate_run(config: ml_collections.ConfigDict) -> None:
         check_impl(config.impl)
     except ImplError as e:
         raise ConfigError(f"config.{e}") from None
-    for field in ("solver_iterations", "ls_iterations", "max_contact_points"):
-        if field not in config:
+    # What None means for each; only the humanoid's configs have max_contact_points.
+    for field, none_means in (("solver_iterations", "the profile's value"), ("ls_iterations", "the profile's value"),
+                              ("max_contact_points", "every contact")):
+        if field == "max_contact_points" and field not in config:
             continue
         value = config[field]
         require(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0), field,
-                "must be a positive integer or None (" + ("every contact" if field == "max_contact_points" else
-                                                          "keep the profile's value") + ")", value)
+                f"must be a positive integer or None ({none_means})", value)
     if config.xml_path is not None:
         require(os.path.isfile(config.xml_path), "xml_path", "MJCF file not found", config.xml_path)
     number(config, "video_seconds", at_least=0.0)

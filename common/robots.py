@@ -88,11 +88,19 @@ def _geom_names(spec: mujoco.MjSpec) -> set[str]:
     return {g.name for g in spec.geoms if g.name}
 
 
-def _own_self_pairs(spec: mujoco.MjSpec) -> list[tuple[str, str]]:
+def _compile(spec: mujoco.MjSpec, xml_path: str) -> mujoco.MjModel:
+    try:
+        return spec.compile()
+    except Exception as e:  # mujoco raises a bare ValueError with the compiler's text
+        raise ModelError(f"xml_path: MJCF {xml_path!r} does not compile: {e}") from None
+
+
+def _own_self_pairs(spec: mujoco.MjSpec, m: mujoco.MjModel) -> list[tuple[str, str]]:
     """The robot-robot geom pairs MuJoCo's own collision filter admits: contype/conaffinity
     match, different weld bodies, neither welded to the other's parent (unless that is the
-    world, or the model disables the parent filter), and no <exclude> between them."""
-    m = spec.compile()
+    world, or the model disables the parent filter), and no <exclude> between them; pairs
+    the MJCF already declares with <pair> are left to it. `m` is `spec` compiled."""
+    declared = {frozenset((p.geomname1, p.geomname2)) for p in spec.pairs}
     weld = m.body_weldid
     filter_parent = not m.opt.disableflags & mujoco.mjtDisableBit.mjDSBL_FILTERPARENT
     excluded = {frozenset((e.bodyname1, e.bodyname2)) for e in spec.excludes}
@@ -110,10 +118,11 @@ def _own_self_pairs(spec: mujoco.MjSpec) -> list[tuple[str, str]]:
             bodies = frozenset(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, m.geom_bodyid[g]) for g in (i, j))
             if bodies in excluded:
                 continue
-            names = (mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, i), mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, j))
+            names = tuple(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in (i, j))
             if None in names:
                 raise ModelError('contacts: the "self" mode needs every colliding geom of the robot named')
-            pairs.append(names)
+            if frozenset(names) not in declared:
+                pairs.append(names)
     return pairs
 
 
@@ -187,7 +196,7 @@ def load_model(
         if profile.contacts == "feet":
             robot_pairs = ()
         elif profile.contacts == "self":
-            robot_pairs = tuple(_own_self_pairs(spec))
+            robot_pairs = tuple(_own_self_pairs(spec, _compile(spec, xml_path)))
         else:
             robot_pairs = tuple(self_pairs)
         missing = [n for n in (floor_geom, *contact_geoms, *(g for p in robot_pairs for g in p)) if n not in names]
@@ -216,10 +225,7 @@ def load_model(
     ):
         if value is not None:
             setattr(opt, field, int(value))
-    try:
-        model = spec.compile()
-    except Exception as e:
-        raise ModelError(f"xml_path: MJCF {xml_path!r} does not compile: {e}") from None
+    model = _compile(spec, xml_path)
     if sensors is None:
         return model
     try:

@@ -19,8 +19,9 @@ with the legs colliding (the `fast` profile's pairs since) it learns later, 659 
 and keeps 106% (BENCHMARKS.md, "the legs passed through each other"). Those policies'
 lunge then lost 59% of its return under Gymnasium: an arm swung through the chest. With
 every body pair the MJCF collides (`contacts="self"`, MJX's contacts capped at 8) the
-same settings and seed leave the lunge, 2,344 at 9M and 6,819 by 14M env steps with
-~970-step episodes (BENCHMARKS.md, "es_cpu under true body contacts").
+same settings and seed leave the lunge: 2,344 at 9M env steps, 6,466 at 13.5M, and 6,923
+at 35M with all 20 evaluation episodes lasting the 1,000 steps (BENCHMARKS.md, "es_cpu
+under true body contacts").
 """
 
 import ml_collections
@@ -46,8 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.solver_iterations = 2
     # The feet vs the floor and all 109 body pairs MuJoCo's filter collides, as Gymnasium
     # does: under the legs' pairs alone an arm passed through the chest. MJX keeps the
-    # 8 deepest body contacts (every touching pair of 64 random poses; ~0.6x the pairs'
-    # env-steps/s in the ES loop, 0.38x without the cap).
+    # 8 deepest body contacts (every touching pair of 64 random poses). In the ES loop
+    # ~0.6x the pairs' env-steps/s; ~0.25-0.3x without the cap.
     c.contacts = "self"
     c.max_contact_points = 8
     # Train on the return without the survival bonus (5 per step); evaluations keep it.

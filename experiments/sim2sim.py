@@ -16,13 +16,14 @@ episode), tracking_mae (as `experiments.evaluate` defines it), mean_speed, mean_
 
 ES runs with `--gymnasium`: Gymnasium's own Humanoid-v4 (its XML and solver; episodes of
 at most 1000 steps), the reservoir state fed back through the model; the line carries the
-mean return and length there, the episodes that lived all 1000 steps, and beside them
-MJX's evaluation of the run's latest checkpoint on as many episodes (`mjx_return`,
-`mjx_length`) with their ratio. `--reference=gym` (default) evaluates under the `gym`
+mean return and length there and the episodes that lived all 1000 steps
+(`gymnasium_full_episodes`), and beside them MJX's evaluation of the run's latest
+checkpoint on as many episodes (`mjx_return`, `mjx_length`, `mjx_full_episodes`, under
+`mjx_physics`) with their ratio. `--reference=gym` (default) evaluates under the `gym`
 profile, Gymnasium's own physics, so the ratio checks the export and the simulator;
-`--reference=own` under the run's training physics, as `experiments.evaluate` does at the
-same `--seed` (far cheaper on a CPU), so the ratio is how much of its return the policy
-keeps in Gymnasium.
+`--reference=own` under the run's training physics (its profile and its own overrides),
+as `experiments.evaluate` does at the same `--seed` and `--episodes` (far cheaper on a
+CPU), so the ratio is how much of its return the policy keeps in Gymnasium.
 """
 
 from __future__ import annotations

@@ -58,7 +58,8 @@ def _progress(record: dict[str, Any]) -> str:
 def _plot(run_dir: results.RunDir, trainer: Trainer) -> None:
     del trainer
     run_dir.plot("env_steps", ["fitness_mean", "eval_return"], "learning_curve.png",
-                 title=f"ES {run_dir.path}: fitness and eval return", reference=("ARS median (Humanoid-v1)", ARS_MEDIAN),
+                 title=f"ES {run_dir.path}: fitness and eval return",
+                 reference=("ARS median (Humanoid-v1)", ARS_MEDIAN),
                  hlines=(("solved (6,000)", SOLVED),), vlines=ARS_SOLVED_STEPS)
     run_dir.plot("env_steps", ["eval_length"], "episode_length.png",
                  title=f"ES {run_dir.path}: evaluation episode length (1,000 = the time limit)")
@@ -134,8 +135,8 @@ def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any]
     if last_eval is None:
         return {"final_eval_length": None, "final_eval_full_episodes": None}
     # A run resumed from records that predate the field has none.
-    return {"final_eval_length": last_eval["eval_length"],
-            "final_eval_full_episodes": last_eval.get("eval_full_episodes")}
+    full = last_eval.get("eval_full_episodes")
+    return {"final_eval_length": last_eval["eval_length"], "final_eval_full_episodes": None if full is None else int(full)}
 
 
 PIPELINE = host_loop.Pipeline(

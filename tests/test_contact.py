@@ -133,7 +133,8 @@ def test_self_contacts_are_every_geom_contacts_but_the_floor_under_the_body():
     models = {c: robots.load_model(config.xml_path, "fast", contact_geoms=config.contact_geoms, contacts=c)
               for c in ("all", "self")}
     m_all, m_self = models["all"], models["self"]
-    assert m_self.npair == 2 + 109  # the feet on the floor; every pair of bodies neither welded to the other nor its parent
+    # The feet on the floor; every pair of bodies neither welded to the other nor its parent.
+    assert m_self.npair == 2 + 109
     floor = mujoco.mj_name2id(m_all, mujoco.mjtObj.mjOBJ_GEOM, config.floor_geom)
     feet = {mujoco.mj_name2id(m_all, mujoco.mjtObj.mjOBJ_GEOM, g) for g in config.contact_geoms}
 
@@ -167,12 +168,21 @@ def test_self_contacts_keep_the_files_excludes_and_bitmasks(tmp_path):
       <body name="c" pos="0 0 1"><freejoint/><geom name="gc" size=".1"/></body>
       <body name="d" pos="0 0 1"><freejoint/><geom name="gd" size=".1" contype="2" conaffinity="2"/></body>
       <body name="e" pos="0 0 1"><freejoint/><geom name="ge" size=".1"/></body>
-    </worldbody><contact><exclude body1="c" body2="e"/></contact></mujoco>""")
+    </worldbody><contact><exclude body1="c" body2="e"/><pair geom1="gb" geom2="ge"/></contact></mujoco>""")
     m = robots.load_model(str(xml), "gym", contact_geoms=("ga",), contacts="self")
     pairs = {frozenset((m.pair_geom1[i], m.pair_geom2[i])) for i in range(m.npair)}
     named = {frozenset(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_GEOM, g) for g in p) for p in pairs}
     # a-b: parent and child; c-e: excluded; d: another bitmask than everyone else.
     assert named == {frozenset(p) for p in (("ga", "floor"), ("ga", "gc"), ("ga", "ge"), ("gb", "gc"), ("gb", "ge"))}
+    assert m.npair == 5  # the file's own <pair> b-e is not doubled
+
+
+def test_self_contacts_of_a_file_that_does_not_compile_is_one_clear_error(tmp_path):
+    xml = tmp_path / "broken.xml"
+    xml.write_text("""<mujoco><worldbody><geom name="floor" type="plane" size="1 1 .1"/>
+      <body name="a"><freejoint/><geom name="ga" type="mesh" mesh="nope"/></body></worldbody></mujoco>""")
+    with pytest.raises(robots.ModelError, match=r"^xml_path: MJCF .*broken.xml' does not compile: .*mesh 'nope'"):
+        robots.load_model(str(xml), "gym", contact_geoms=("ga",), contacts="self")
 
 
 def test_a_contact_cap_keeps_every_touching_pair_of_a_pose():

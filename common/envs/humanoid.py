@@ -41,9 +41,12 @@ class HumanoidConfig:
     # robot pair the MJCF's own filter collides); None keeps it.
     integrator: str | None = None
     contacts: str | None = None
-    # MJX keeps at most this many contacts of each contact dimension, the deepest (None:
-    # all). The `self` mode's 109 pairs cost 4x the env step; 8 keep every contact a
-    # gait makes at once and its speed (BENCHMARKS.md, "The arms passed through the chest").
+    # MJX keeps at most this many contacts of each contact dimension (condim), the
+    # deepest (None: all); the feet's floor contacts are in a group of their own for the
+    # bundled humanoid (condim 3, 2 rows), so a cap below their rows would drop some. The
+    # `self` mode's 109 pairs cost ~4x the env step; 8 kept every touching pair of 64
+    # random poses at ~0.6x the `pairs` speed (BENCHMARKS.md, "The arms passed through the
+    # chest"). The JAX implementation's cap: MuJoCo C ignores it.
     max_contact_points: int | None = None
     contact_geoms: tuple[str, ...] = ("right_foot", "left_foot")
     floor_geom: str = "floor"
