@@ -4,10 +4,15 @@
         --budgets=3e6,5e6 --plot=curves.png
     python -m experiments.curves --runs=results/screen/es/cpu35m-s0,... --budgets=1e7,3.5e7 \
         --plot=docs/es_cpu35m.png --band=5e5    # each variant's median over seeds, min-max band
+    python -m experiments.curves --runs=results/screen/es/scale-p64-lr0.001-s0,... \
+        --iterations=50,100 --reach=1000 --x=iteration --plot=scale.png   # population scaling
 
 A run's figure at a budget is its last evaluation at or before that many env steps (the
 rule ARS's logs are read with), so a run that stopped more than 10% short of a budget has
 none there.
+`--iterations` adds figures at iterations, read by the same rule, and `--reach=R` the
+first evaluation at or above R (its env steps, iteration and wall seconds), the measure
+of a population's speed.
 Runs named `<variant>-s<seed>` are also grouped by variant: the median over seeds.
 Prints one JSON line per run and per variant, then a Markdown table.
 """
@@ -15,6 +20,7 @@ Prints one JSON line per run and per variant, then a Markdown table.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import statistics
@@ -31,6 +37,8 @@ _BUDGETS = flags.DEFINE_list("budgets", ["3e6"], "Env-step budgets.")
 _PLOT = flags.DEFINE_string("plot", "", "Write the eval curves of every run here (PNG), with ARS's median.")
 _X = flags.DEFINE_enum("x", "env_steps", ["env_steps", "iteration"], "The plot's x axis; budgets stay env steps.")
 _MARKS = flags.DEFINE_bool("marks", True, "Against env steps, mark 6,000 and where ARS's seeds reach it.")
+_ITERATIONS = flags.DEFINE_list("iterations", [], "Also the eval return at these iterations.")
+_REACH = flags.DEFINE_float("reach", 0.0, "If > 0, also where each run first evaluates at or above this return.")
 _BAND = flags.DEFINE_float("band", 0.0, "If > 0, plot each variant's median over seeds with its min-max band, "
                            "read every this many env steps, in place of each run's curve.")
 
@@ -53,6 +61,15 @@ def at_budget(evals: Sequence[dict], budget: float, x: str = "env_steps") -> flo
     return before[-1]["eval_return"] if before else None
 
 
+def first_reaching(evals: Sequence[dict], level: float) -> dict | None:
+    """The env steps, iteration and wall seconds of the first evaluation at or above
+    `level`; None if no evaluation reached it."""
+    for r in evals:
+        if r["eval_return"] >= level:
+            return {k: r.get(k) for k in ("env_steps", "iteration", "wall_seconds")}
+    return None
+
+
 def _variant(run: str) -> str:
     return re.sub(r"-s\d+$", "", os.path.basename(os.path.normpath(run)))
 
@@ -65,27 +82,47 @@ def main(argv: Sequence[str]) -> None:
         budgets = [float(b) for b in _BUDGETS.value]
     except ValueError:
         raise UserError(f"--budgets: must be numbers of env steps, got {_BUDGETS.value}") from None
+    try:
+        iterations = [int(i) for i in _ITERATIONS.value]
+    except ValueError:
+        raise UserError(f"--iterations: must be whole numbers, got {_ITERATIONS.value}") from None
+    columns = [(f"eval@{b:g}", b, "env_steps", f"eval @ {b / 1e6:g}M") for b in budgets]
+    columns += [(f"eval@it{i}", i, "iteration", f"eval @ it {i}") for i in iterations]
     table, by_variant, curves, runs_by_variant = [], {}, {}, {}
     for run in _RUNS.value:
         evals = _evals(run)
         runs_by_variant.setdefault(_variant(run), []).append(evals)
         curves[os.path.basename(os.path.normpath(run))] = [(e[_X.value], e["eval_return"]) for e in evals]
-        row = {"run": run, **{f"eval@{b:g}": at_budget(evals, b) for b in budgets},
+        row = {"run": run, **{key: at_budget(evals, at, x) for key, at, x, _ in columns},
                "env_steps": evals[-1]["env_steps"] if evals else 0,
                "wall_seconds": evals[-1].get("wall_seconds") if evals else None}
+        if _REACH.value > 0:
+            row[f"reach@{_REACH.value:g}"] = first_reaching(evals, _REACH.value)
         print(json.dumps(row), flush=True)
         table.append(row)
         by_variant.setdefault(_variant(run), []).append(row)
     for name, rows in by_variant.items():
         med = {}
-        for b in budgets:
-            vals = [r[f"eval@{b:g}"] for r in rows if r[f"eval@{b:g}"] is not None]
-            med[f"median@{b:g}"] = statistics.median(vals) if vals else None
+        for key, *_ in columns:
+            vals = [r[key] for r in rows if r[key] is not None]
+            med[key.replace("eval@", "median@")] = statistics.median(vals) if vals else None
+        if _REACH.value > 0:
+            # The median seed's figure, counting a seed that never reached as never.
+            hits = [r[f"reach@{_REACH.value:g}"] for r in rows]
+            med["reached"] = sum(h is not None for h in hits)
+            for k in ("env_steps", "iteration"):
+                ordered = sorted((h[k] if h else math.inf) for h in hits)
+                middle = statistics.median(ordered)
+                med[f"median_reach_{k}"] = None if math.isinf(middle) else middle
         print(json.dumps({"variant": name, "seeds": len(rows), **med}), flush=True)
-    print("| run | " + " | ".join(f"eval @ {b / 1e6:g}M" for b in budgets) + " | env steps | wall s |")
-    print("|---|" + "---|" * (len(budgets) + 2))
+    reach = f"reach@{_REACH.value:g}" if _REACH.value > 0 else None
+    heads = [head for *_, head in columns] + ([f"first >= {_REACH.value:g} (env steps, it)"] if reach else [])
+    print("| run | " + " | ".join(heads) + " | env steps | wall s |")
+    print("|---|" + "---|" * (len(heads) + 2))
     for r in table:
-        cells = [("" if r[f"eval@{b:g}"] is None else f"{r[f'eval@{b:g}']:.0f}") for b in budgets]
+        cells = [("" if r[key] is None else f"{r[key]:.0f}") for key, *_ in columns]
+        if reach:
+            cells.append("" if r[reach] is None else f"{r[reach]['env_steps'] / 1e6:.2f}M, {r[reach]['iteration']}")
         wall = "" if r["wall_seconds"] is None else f"{r['wall_seconds']:.0f}"
         print(f"| {os.path.basename(r['run'])} | " + " | ".join(cells) + f" | {r['env_steps'] / 1e6:.2f}M | {wall} |")
     if _PLOT.value:

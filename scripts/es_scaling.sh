@@ -7,8 +7,8 @@
 #   bash scripts/es_scaling.sh 64 150 0 0.0005 0.001 0.002
 #
 # Runs land in results/screen/es/scale-pPAIRS-lrLR-sSEED; compare them against iterations
-# and env steps with `python -m experiments.curves --runs=... --x=iteration` (BENCHMARKS.md,
-# "ES population scaling").
+# and env steps with `python -m experiments.curves --runs=... --iterations=50,100
+# --reach=1000 --x=iteration --plot=...` (BENCHMARKS.md, "ES population scaling").
 set -uo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PAIRS=$1; ITERATIONS=$2; SEED=$3; shift 3

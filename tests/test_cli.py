@@ -50,6 +50,7 @@ def _run(args, jax_platforms="no_such_platform"):
     (("experiments.es", "--config=configs/no_such_config.py"), "--config=configs/no_such_config.py: no such config file"),
     (("experiments.evaluate", "--run=x", "--episdes=3"), "Unknown command line flag 'episdes'. Did you mean: episodes"),
     (("experiments.curves", "--runs=/no/such/run"), "--runs: no metrics.jsonl in '/no/such/run'"),
+    (("experiments.curves", "--runs=x", "--iterations=1e2"), "--iterations: must be whole numbers, got ['1e2']"),
 ])
 def test_bad_command_line_is_one_line_before_jax(args, expected):
     assert expected in _run(args)

@@ -207,3 +207,14 @@ def test_curves_band_is_the_median_and_range_over_seeds_at_each_budget():
     assert (low, middle, high) == ([190, 300], [200, 350], [300, 400])
     with pytest.raises(Exception, match="no evaluation in common"):
         curves.band([evals((0, 1))], 0.5e6)
+
+
+def test_curves_first_reaching_is_the_first_evaluation_at_or_above_the_level():
+    from experiments import curves
+
+    evals = [{"env_steps": s, "iteration": i, "wall_seconds": w, "eval_return": r}
+             for s, i, w, r in ((0, 0, 0.0, 200), (1e6, 10, 60.0, 5999), (2e6, 20, 130.0, 6000), (3e6, 30, 200.0, 7000))]
+    assert curves.first_reaching(evals, 6000) == {"env_steps": 2e6, "iteration": 20, "wall_seconds": 130.0}
+    assert curves.first_reaching(evals, 7001) is None
+    # Figures at iterations follow the env-step budgets' rule.
+    assert curves.at_budget(evals, 25, "iteration") == 6000 and curves.at_budget(evals, 40, "iteration") is None
