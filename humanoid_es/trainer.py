@@ -261,6 +261,8 @@ class Trainer:
             "return_mean": jnp.mean(out.episode_return),
             "return_max": jnp.max(out.episode_return),
             "episode_length_mean": jnp.mean(out.length.astype(jnp.float32)),
+            # The longest episode: without the work queue a chunk steps until its longest ends.
+            "episode_length_max": jnp.max(out.length),
             "iteration_env_steps": jnp.sum(out.length),
             "update_norm": jnp.linalg.norm(new.theta - state.theta),
             "theta_norm": jnp.linalg.norm(new.theta),

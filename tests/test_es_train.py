@@ -51,7 +51,7 @@ def test_iteration_updates_theta_and_stays_finite(trainer):
     # Frozen leaves are carried, never trained.
     np.testing.assert_array_equal(new.frozen.w_in, state.frozen.w_in)
     # Nobody falls within 4 steps: every candidate ran the whole horizon.
-    assert float(m["iteration_env_steps"]) == 8 * 4
+    assert float(m["iteration_env_steps"]) == 8 * 4 and int(m["episode_length_max"]) == 4
 
 
 def test_resumed_equals_uninterrupted(trainer, tmp_path):
