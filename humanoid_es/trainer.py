@@ -64,6 +64,11 @@ def episode_metrics(out: rollout.Outcome) -> dict[str, Float[Array, ""]]:
     return metrics
 
 
+def full_episodes(out: rollout.Outcome, horizon: int) -> Int[Array, ""]:
+    """Episodes that lived the whole horizon and stayed finite: a mean length hides one fall."""
+    return jnp.sum((out.length >= horizon) & ~out.diverged)
+
+
 def _play_act(params: tuple[policy.Reservoir, normalizer.RunningStats], h, obs):
     reservoir, stats = params
     return reservoir(stats, h, obs)
@@ -288,8 +293,7 @@ class Trainer:
             "eval_return_std": jnp.std(out.episode_return),
             "eval_return_min": jnp.min(out.episode_return),
             "eval_length": jnp.mean(out.length.astype(jnp.float32)),
-            # Episodes that lived the whole horizon: a mean length hides one early fall.
-            "eval_full_episodes": jnp.sum((out.length >= self.config.horizon) & ~out.diverged),
+            "eval_full_episodes": full_episodes(out, self.config.horizon),
             "eval_nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
             **{f"eval_{k}": v for k, v in episode_metrics(out).items()},
         }

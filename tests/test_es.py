@@ -1,4 +1,7 @@
-"""ES numerics: noise regeneration, low-rank noise, fitness shaping, and parity with evosax."""
+"""ES numerics: noise regeneration, low-rank noise, fitness shaping, parity with evosax, and
+the evaluation's count of whole episodes."""
+
+import types
 
 import equinox as eqx
 import jax
@@ -10,6 +13,7 @@ from evosax.algorithms import Open_ES
 from jax.flatten_util import ravel_pytree
 
 from humanoid_es import es, policy
+from humanoid_es.trainer import full_episodes
 
 TEMPLATE = {"w": jnp.zeros((6, 9)), "b": jnp.zeros((6,))}
 
@@ -148,3 +152,10 @@ def test_action_maps_tanh_and_clip():
     pol = eqx.tree_at(lambda p: p.b_out, pol, -outs)
     _, a = pol(normalizer.init(3), pol.initial_state(), jnp.zeros(3))
     np.testing.assert_allclose(np.asarray(a), [-0.1, 0.0], rtol=1e-6)
+
+
+def test_full_episodes_count_only_finite_episodes_that_lived_the_horizon():
+    out = types.SimpleNamespace(length=jnp.array([1000, 999, 1000, 1000, 12]),
+                                diverged=jnp.array([False, False, True, False, False]))
+    assert int(full_episodes(out, 1000)) == 2
+    assert int(full_episodes(out, 12)) == 4
