@@ -11,6 +11,7 @@ is drawn in the top-left corner of every frame.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -60,6 +61,23 @@ def _caption(frame: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(image)
 
 
+def _floor_reaching(model: mujoco.MjModel, qpos: Float[np.ndarray, "steps nq"]) -> mujoco.MjModel:
+    """`model`, or a copy whose finite planes are drawn out past where the root goes: a
+    plane's size is only how far it is drawn (it collides everywhere), and a 15 s walk
+    leaves the humanoid's 20 m floor for the black void beyond it."""
+    planes = np.flatnonzero(model.geom_type == mujoco.mjtGeom.mjGEOM_PLANE)
+    if model.nq < 7 or planes.size == 0:
+        return model
+    reach = float(np.max(np.abs(qpos[:, :2]))) + 10.0  # the tracking camera sees ~10 m around the robot
+    short = [g for g in planes if 0 < model.geom_size[g, :2].min() < reach]
+    if not short:
+        return model
+    model = copy.deepcopy(model)
+    for g in short:
+        model.geom_size[g, :2] = np.maximum(model.geom_size[g, :2], reach)
+    return model
+
+
 def render(model: mujoco.MjModel, qpos: Float[np.ndarray, "steps nq"], *, stride: int = 1,
            captions: Sequence[str] | None = None, width: int = WIDTH,
            height: int = HEIGHT) -> UInt8[np.ndarray, "frames height width 3"]:
@@ -67,6 +85,7 @@ def render(model: mujoco.MjModel, qpos: Float[np.ndarray, "steps nq"], *, stride
     if width > model.vis.global_.offwidth or height > model.vis.global_.offheight:
         raise UserError(f"video: {width}x{height} exceeds the model's offscreen buffer "
                         f"{model.vis.global_.offwidth}x{model.vis.global_.offheight}")
+    model = _floor_reaching(model, qpos)
     data = mujoco.MjData(model)
     camera = mujoco.MjvCamera()
     camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
