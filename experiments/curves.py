@@ -88,6 +88,7 @@ def main(argv: Sequence[str]) -> None:
         raise UserError(f"--iterations: must be whole numbers, got {_ITERATIONS.value}") from None
     columns = [(f"eval@{b:g}", b, "env_steps", f"eval @ {b / 1e6:g}M") for b in budgets]
     columns += [(f"eval@it{i}", i, "iteration", f"eval @ it {i}") for i in iterations]
+    reach = f"reach@{_REACH.value:g}" if _REACH.value > 0 else None
     table, by_variant, curves, runs_by_variant = [], {}, {}, {}
     for run in _RUNS.value:
         evals = _evals(run)
@@ -96,8 +97,8 @@ def main(argv: Sequence[str]) -> None:
         row = {"run": run, **{key: at_budget(evals, at, x) for key, at, x, _ in columns},
                "env_steps": evals[-1]["env_steps"] if evals else 0,
                "wall_seconds": evals[-1].get("wall_seconds") if evals else None}
-        if _REACH.value > 0:
-            row[f"reach@{_REACH.value:g}"] = first_reaching(evals, _REACH.value)
+        if reach:
+            row[reach] = first_reaching(evals, _REACH.value)
         print(json.dumps(row), flush=True)
         table.append(row)
         by_variant.setdefault(_variant(run), []).append(row)
@@ -106,16 +107,15 @@ def main(argv: Sequence[str]) -> None:
         for key, *_ in columns:
             vals = [r[key] for r in rows if r[key] is not None]
             med[key.replace("eval@", "median@")] = statistics.median(vals) if vals else None
-        if _REACH.value > 0:
+        if reach:
             # The median seed's figure, counting a seed that never reached as never.
-            hits = [r[f"reach@{_REACH.value:g}"] for r in rows]
+            hits = [r[reach] for r in rows]
             med["reached"] = sum(h is not None for h in hits)
             for k in ("env_steps", "iteration"):
                 ordered = sorted((h[k] if h else math.inf) for h in hits)
                 middle = statistics.median(ordered)
                 med[f"median_reach_{k}"] = None if math.isinf(middle) else middle
         print(json.dumps({"variant": name, "seeds": len(rows), **med}), flush=True)
-    reach = f"reach@{_REACH.value:g}" if _REACH.value > 0 else None
     heads = [head for *_, head in columns] + ([f"first >= {_REACH.value:g} (env steps, it)"] if reach else [])
     print("| run | " + " | ".join(heads) + " | env steps | wall s |")
     print("|---|" + "---|" * (len(heads) + 2))
