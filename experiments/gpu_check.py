@@ -11,13 +11,17 @@ In order:
     second, peak device memory) and `es_cached_start` (the same iteration compiled again
     from the persistent cache after JAX's in-memory caches are dropped: what a requeued
     job pays).
-  * `ppo_amp_iteration`: one PPO+AMP iteration of `configs/ppo_amp.py` (4,096 envs).
+  * `ppo_amp_iteration`: one PPO+AMP iteration of `configs/ppo_amp.py` (4,096 envs; `--noppo`
+    skips it).
   * `es_eval`: production ES (`configs/es.py`) trained for `--es_seconds` (counted from
     the end of its compile) through the real host loop, one line per evaluation as it
     lands, with that iteration's seconds beside the model's (`model_iteration_seconds`:
     2 x pairs x mean episode length at the timed iteration's env steps/s, and at the
     published H200 estimate), then `es_run` with its summary. The run stops the way
     Slurm stops a job (SIGUSR1, checkpoint, clean exit).
+`--init_from=<ES run>[@<iteration>]` starts the timed iterations and the run from that
+run's policy (its shapes must be the production config's): the iteration's seconds at
+the episode lengths of a policy that walks, which a fresh one reaches only hours later.
 A check that raises prints a `failed` line with its error and traceback, the others still
 run, and the command exits non-zero at the end.
 Production shape: 8192 antithetic pairs (16,384 candidates) in chunks of 2048, `fast`
@@ -55,7 +59,12 @@ _IMPLS = flags.DEFINE_list("impls", ["jax", "warp"], "MJX implementations to tim
 _ITERATIONS = flags.DEFINE_integer("iterations", 3, "Timed ES iterations per implementation (after the compile).")
 _ES_SECONDS = flags.DEFINE_float(
     "es_seconds", 300.0, "Wall seconds of production ES training (after its compile); 0 skips it.")
+_PPO = flags.DEFINE_bool("ppo", True, "Also time a PPO+AMP iteration.")
 _RESULTS = flags.DEFINE_string("results_dir", "results/gpu_check", "Where the ES run and the compile cache go.")
+_INIT_FROM = flags.DEFINE_string(
+    "init_from", "", "Start the timed ES iterations and the ES run from this ES run's checkpoint (`<run dir>` or "
+    "`<run dir>@<iteration>`, as `config.init_from`): iterations at its episodes' lengths, a walker's 1,000 "
+    "steps for one, where a fresh policy falls within ~60.")
 
 
 # MJX's published humanoid throughput on one H200, physics steps per second, and the
@@ -96,6 +105,7 @@ def es_config_for(impl: str) -> ml_collections.ConfigDict:
     # The run stops on time; the schedules' length is part of the compiled iteration,
     # so the timed iteration and the run share one (and the run hits the cache).
     c.num_iterations = 100_000
+    c.init_from = _INIT_FROM.value or None
     return c
 
 
@@ -119,9 +129,12 @@ def check_es_iteration(impl: str, cache_dir: str) -> float | None:
     es_config.validate(config, jax.device_count())
     mesh = sharding.make_mesh()
     trainer = EsTrainer(config, mesh)
-    state = trainer.place(trainer.init(jax.random.PRNGKey(0)))
+    # The run's own start: its branch where `--init_from` names one, as the host loop does.
+    branch = es_hooks.PIPELINE.init_from(config, trainer)
+    state = trainer.place(trainer.init(jax.random.PRNGKey(0)) if branch is None else branch.state)
     shape = {"population": trainer.population, "candidate_chunk": config.candidate_chunk,
-             "horizon": config.horizon, "physics": config.physics, "impl": impl, "params": trainer.num_params}
+             "horizon": config.horizon, "physics": config.physics, "impl": impl, "params": trainer.num_params,
+             "init_from": config.init_from}
     compiled, report = compile_cache.warm_up(f"gpu_check_es_{impl}", trainer.iteration, state,
                                              cache_dir=cache_dir, shape=shape)
     emit("es_compile", **shape, compile_seconds=report.compile_seconds, xla_seconds=report.xla_seconds,
@@ -244,7 +257,8 @@ def main(argv: Sequence[str]) -> None:
     rates: dict[str, float | None] = {}
     checks = [(f"es_iteration[{impl}]", functools.partial(check_es_iteration, impl, cache_dir))
               for impl in _IMPLS.value]
-    checks.append(("ppo_amp_iteration", functools.partial(check_ppo_iteration, cache_dir)))
+    if _PPO.value:
+        checks.append(("ppo_amp_iteration", functools.partial(check_ppo_iteration, cache_dir)))
     if _ES_SECONDS.value > 0:
         # The run's iterations beside the model at the rate the jax iteration was timed at.
         checks.append(("es_run", lambda: check_es_run(_ES_SECONDS.value, rates.get("es_iteration[jax]"))))

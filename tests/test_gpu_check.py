@@ -44,3 +44,20 @@ def test_gpu_check_prints_every_figure_at_a_tiny_shape(tmp_path):
     assert run["stopped_by_signal"] == "SIGUSR1" and run["iterations"] >= 2
     assert [l["name"] for l in lines][-1] == "es_run"
     assert os.path.isdir(os.path.join(run["run_dir"], "checkpoints"))
+
+    # `--init_from` starts the timed iteration from that run's checkpoint (a walker's, on a
+    # GPU); a source that is no run is one clear failure, and the check still ends.
+    again = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--tiny", "--iterations=1", "--es_seconds=0", "--impls=jax", "--noppo",
+         f"--results_dir={tmp_path}", f"--init_from={run['run_dir']}"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    (branched,) = [json.loads(l) for l in again.stdout.splitlines() if '"es_iteration"' in l]
+    assert branched["init_from"] == run["run_dir"] and branched["env_steps_per_s"] > 0
+    bad = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--tiny", "--iterations=1", "--es_seconds=0", "--impls=jax", "--noppo",
+         f"--results_dir={tmp_path}", f"--init_from={tmp_path / 'no_such_run'}"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    failed = [json.loads(l) for l in bad.stdout.splitlines() if '"failed"' in l]
+    assert bad.returncode != 0 and failed[0]["what"] == "es_iteration[jax]"
+    assert "config.init_from: must be an ES run directory" in failed[0]["error"]
