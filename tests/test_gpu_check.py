@@ -10,18 +10,23 @@ import pytest
 from tests.conftest import REPO_ROOT, cli_env
 
 
-@pytest.mark.slow
-def test_gpu_check_prints_every_figure_at_a_tiny_shape(tmp_path):
+def _gpu_check(tmp_path, *flags):
+    """`scripts/gpu_check.sh --tiny` on the project's venv: the process, its JSON lines,
+    and those lines by name."""
     env = cli_env(GPU_CHECK_WHEELS=str(tmp_path / "no_wheels"))
-    proc = subprocess.run(
-        ["bash", "scripts/gpu_check.sh", "--tiny", "--iterations=2", "--es_seconds=25",
-         f"--results_dir={tmp_path}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run(["bash", "scripts/gpu_check.sh", "--tiny", f"--results_dir={tmp_path}", *flags],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     lines = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
     by_name = {}
     for line in lines:
         by_name.setdefault(line["name"], []).append(line)
+    return proc, lines, by_name
+
+
+@pytest.mark.slow
+def test_gpu_check_prints_every_figure_at_a_tiny_shape(tmp_path):
+    proc, lines, by_name = _gpu_check(tmp_path, "--iterations=2", "--es_seconds=25")
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert by_name["machine"][0]["backend"] == "cpu"
     # warp needs an NVIDIA GPU: one line says so, and the check goes on.
     (skipped,) = by_name["skipped"]
@@ -47,17 +52,12 @@ def test_gpu_check_prints_every_figure_at_a_tiny_shape(tmp_path):
 
     # `--init_from` starts the timed iteration from that run's checkpoint (a walker's, on a
     # GPU); a source that is no run is one clear failure, and the check still ends.
-    again = subprocess.run(
-        ["bash", "scripts/gpu_check.sh", "--tiny", "--iterations=1", "--es_seconds=0", "--impls=jax", "--noppo",
-         f"--results_dir={tmp_path}", f"--init_from={run['run_dir']}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    es_only = ("--iterations=1", "--es_seconds=0", "--impls=jax", "--noppo")
+    again, _, by_name = _gpu_check(tmp_path, *es_only, f"--init_from={run['run_dir']}")
     assert again.returncode == 0, again.stderr[-3000:]
-    (branched,) = [json.loads(l) for l in again.stdout.splitlines() if '"es_iteration"' in l]
+    (branched,) = by_name["es_iteration"]
     assert branched["init_from"] == run["run_dir"] and branched["env_steps_per_s"] > 0
-    bad = subprocess.run(
-        ["bash", "scripts/gpu_check.sh", "--tiny", "--iterations=1", "--es_seconds=0", "--impls=jax", "--noppo",
-         f"--results_dir={tmp_path}", f"--init_from={tmp_path / 'no_such_run'}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    failed = [json.loads(l) for l in bad.stdout.splitlines() if '"failed"' in l]
+    bad, _, by_name = _gpu_check(tmp_path, *es_only, f"--init_from={tmp_path / 'no_such_run'}")
+    failed = by_name["failed"]
     assert bad.returncode != 0 and failed[0]["what"] == "es_iteration[jax]"
     assert "config.init_from: must be an ES run directory" in failed[0]["error"]
