@@ -54,7 +54,8 @@ def initialize() -> None:
     """Joins the other processes of this run, where there are several. Must run before
     anything touches a JAX backend (even `jax.devices()`)."""
     explicit = _explicit()
-    if explicit is None and _slurm_tasks() <= 1:
+    # A second run in the same process (ES starts) joins nothing anew.
+    if (explicit is None and _slurm_tasks() <= 1) or jax.distributed.is_initialized():
         return
     # CPU collectives between processes (GPUs use NCCL whatever this says).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")

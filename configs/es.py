@@ -120,6 +120,12 @@ def get_config() -> ml_collections.ConfigDict:
     # resumes without it. None starts from the seed's draw.
     c.init_from = config_dict.placeholder(str)
 
+    # Independent starts (seeds seed x starts + k) run one after another to
+    # `start_env_steps` each; the one whose evaluation episodes last longest continues to
+    # `max_env_steps`, counting every start's env steps (`humanoid_es.starts`). 1: one run.
+    c.starts = 1
+    c.start_env_steps = 0
+
     # Orbax checkpoint every checkpoint_every iterations (and at exit).
     c.checkpoint_every = 10
     return c

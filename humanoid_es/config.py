@@ -89,6 +89,16 @@ def _validate_es(config: ml_collections.ConfigDict) -> None:
     require(config.schedule_env_steps == 0 or config.strategy == strategies.PERTURBATIVE, "schedule_env_steps",
             f"must be 0 for evosax strategies, which count iterations (strategy is {config.strategy!r})",
             config.schedule_env_steps)
+    positive_int(config, "starts")
+    config_lib.non_negative_int(config, "start_env_steps")
+    if config.starts > 1:
+        require(config.start_env_steps > 0, "start_env_steps", "must be > 0 where starts > 1",
+                config.start_env_steps)
+        require(config.max_env_steps > config.starts * config.start_env_steps, "max_env_steps",
+                f"must exceed starts x start_env_steps = {config.starts * config.start_env_steps} (the chosen "
+                "start continues on what is left)", config.max_env_steps)
+        require(config.init_from is None, "init_from", "must be None where starts > 1 (each start draws from "
+                "its own seed)", config.init_from)
     # The source itself is read when a fresh run starts (`hooks`): a branched run resumes,
     # and is evaluated, without it.
     require(config.init_from is None or config.strategy == strategies.PERTURBATIVE, "init_from",
