@@ -2,8 +2,8 @@
 
 By ~4M env steps a humanoid ES run has settled either into a lunge that falls after
 100-180 steps (its return stalls near 1,000 however long it trains) or into a gait whose
-episodes keep lengthening to the 1,000-step walk; under es_cpu one seed in three found
-the gait (BENCHMARKS.md, "Independent starts"). With `starts = K > 1` a run is K
+episodes keep lengthening to the 1,000-step walk; under es_cpu one seed of seven so far
+started as the walker did (BENCHMARKS.md, "Independent starts"). With `starts = K > 1` a run is K
 independent runs (seeds seed x K + k) to `start_env_steps` each, one after another; the
 start whose last evaluation's episodes lasted longest (its return breaks ties) continues
 to `max_env_steps` less every other start's env steps, so the run counts all of them.
