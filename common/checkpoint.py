@@ -107,6 +107,13 @@ class Checkpointer:
         self._manager.close()
 
 
+def saved_steps(run_path: str) -> list[int]:
+    """The iterations a run in `run_path` has checkpointed (orbax names its step folders by
+    number), read without opening a manager, which would create the folder."""
+    directory = os.path.join(run_path, "checkpoints")
+    return sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []
+
+
 def restore_latest(directory: str, template: Any, step: int | None = None) -> Any:
     """The latest checkpoint under `directory` (or the one of `step`), restored into
     `template`'s structure."""

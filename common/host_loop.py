@@ -142,7 +142,8 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     # Built first, so that input only the trainer can check never touches an existing run.
     trainer = pipeline.make_trainer(config, mesh)
     resolved = config_lib.to_dict(config)
-    fresh = not _has_checkpoint(os.path.join(config.results_dir, pipeline.experiment, results.run_name(resolved)))
+    own_path = os.path.join(config.results_dir, pipeline.experiment, results.run_name(resolved))
+    fresh = not checkpoint.saved_steps(own_path)
     branch = pipeline.init_from(config, trainer) if fresh else None
     run_dir = _open_run_dir(config, pipeline, resolved, main)
     logging.info("results in %s", run_dir.path)
@@ -293,13 +294,6 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
         run_dir.write_summary(summary)
     logging.info("done: %s", {k: summary[k] for k in ("best_eval_return", "final_eval_return", "env_steps")})
     return summary
-
-
-def _has_checkpoint(run_path: str) -> bool:
-    """Whether the run in `run_path` has saved a step (orbax names step folders by number);
-    read without creating anything."""
-    directory = os.path.join(run_path, "checkpoints")
-    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 def _open_run_dir(config: ml_collections.ConfigDict, pipeline: Pipeline, resolved: dict[str, Any],

@@ -26,18 +26,19 @@ from typing import Any
 import ml_collections
 from absl import logging
 
-from common import config as config_lib, host_loop, launch, processes, results
+from common import checkpoint, config as config_lib, host_loop, launch, processes, results
 from common.config import ConfigError
 
 Record = dict[str, Any]
 CHOICE_FIELDS = ("eval_length", "eval_return", "eval_full_episodes", "eval_x_velocity_mean")
 
 
-def start_config(config: ml_collections.ConfigDict, k: int, max_env_steps: int,
+def start_config(config: ml_collections.ConfigDict, name: str, k: int, max_env_steps: int,
                  video_seconds: float = 0.0) -> ml_collections.ConfigDict:
-    """Start `k`'s own config: one run of its own seed, stopping at `max_env_steps`."""
+    """Start `k`'s own config (the run named `name`): one run of its own seed, stopping at
+    `max_env_steps`."""
     c = ml_collections.ConfigDict(config_lib.to_dict(config))
-    c.run_name = f"{results.run_name(config_lib.to_dict(config))}.start{k}"
+    c.run_name = f"{name}.start{k}"
     c.seed = config.seed * config.starts + k
     c.starts = 1
     c.max_env_steps = max_env_steps
@@ -54,12 +55,6 @@ def until_choice(records: Sequence[Record], start_env_steps: int) -> list[Record
     return list(records)
 
 
-def _latest_checkpoint(run_path: str) -> int:
-    directory = os.path.join(run_path, "checkpoints")
-    steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
-    return max(steps, default=-1)
-
-
 def finished(run_path: str, start_env_steps: int) -> bool:
     """Whether the start in `run_path` has crossed `start_env_steps` and saved that iteration."""
     if not os.path.isfile(os.path.join(run_path, "metrics.jsonl")):
@@ -67,7 +62,7 @@ def finished(run_path: str, start_env_steps: int) -> bool:
     records = until_choice(results.read_records(run_path), start_env_steps)
     last = records[-1] if records else {}
     return (last.get("env_steps", 0) >= start_env_steps and "eval_return" in last
-            and _latest_checkpoint(run_path) >= last["iteration"])
+            and max(checkpoint.saved_steps(run_path), default=-1) >= last["iteration"])
 
 
 def choose(figures: Sequence[Record]) -> int:
@@ -114,7 +109,7 @@ def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline) -> dict
             continue
         logging.info("start %d of %d (seed %d) to %d env steps", k + 1, config.starts,
                      config.seed * config.starts + k, config.start_env_steps)
-        summary = host_loop.run(start_config(config, k, config.start_env_steps), pipeline)
+        summary = host_loop.run(start_config(config, name, k, config.start_env_steps), pipeline)
         if summary["stopped_by_signal"]:
             return summary
     starts = [until_choice(results.read_records(p), config.start_env_steps) for p in paths]
@@ -127,8 +122,8 @@ def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline) -> dict
                  figures[chosen]["eval_length"], ", ".join(f"{f['eval_length']:.0f}" for f in figures))
     if main:
         _write(own, figures, chosen, combine(starts, chosen, []))
-    summary = host_loop.run(start_config(config, chosen, config.max_env_steps - others, config.video_seconds),
-                            pipeline)
+    continued = start_config(config, name, chosen, config.max_env_steps - others, config.video_seconds)
+    summary = host_loop.run(continued, pipeline)
     summary = {**summary, "env_steps": others + summary["env_steps"], "chosen_start": chosen,
                "chosen_run_dir": paths[chosen]}
     if main:

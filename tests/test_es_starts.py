@@ -53,7 +53,7 @@ def _plain(records):
 def test_the_longest_lived_start_continues_and_every_start_counts(tmp_path):
     config = _config(tmp_path)
     # Start 1 stopped early (as a signal would leave it): the run resumes it.
-    host_loop.run(starts.start_config(config, 1, 16), _PIPELINE)
+    host_loop.run(starts.start_config(config, "multi", 1, 16), _PIPELINE)
     summary = starts.run(config, _PIPELINE)
 
     base = tmp_path / "es"
@@ -78,7 +78,7 @@ def test_the_longest_lived_start_continues_and_every_start_counts(tmp_path):
     assert summary["env_steps"] == 304
 
     # The continuation is the chosen seed's uninterrupted run.
-    alone = starts.start_config(config, chosen, 208)
+    alone = starts.start_config(config, "multi", chosen, 208)
     alone.run_name = "alone"
     host_loop.run(alone, _PIPELINE)
     assert _plain(_records(base / f"multi.start{chosen}")) == _plain(_records(base / "alone"))
