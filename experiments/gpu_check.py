@@ -24,8 +24,9 @@ run's policy (its shapes must be the production config's): the iteration's secon
 the episode lengths of a policy that walks, which a fresh one reaches only hours later.
 A check that raises prints a `failed` line with its error and traceback, the others still
 run, and the command exits non-zero at the end.
-Production shape: 8192 antithetic pairs (16,384 candidates) in chunks of 2048, `fast`
-physics; `--tiny` shrinks every shape so that the suite runs the whole sequence on CPU.
+Production shape: 8192 antithetic pairs (16,384 candidates) in chunks of 2048, under
+`configs/es.py`'s physics (the `fast` profile with 2 Newton iterations and body contacts);
+`--tiny` shrinks every shape so that the suite runs the whole sequence on CPU.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def es_config_for(impl: str) -> ml_collections.ConfigDict:
         c.pairs, c.candidate_chunk, c.horizon, c.early_exit_block = 4, 4, 20, 10
         c.eval_episodes = 2
         c.policy.size = 8
-    c.eval_every = 2 if _TINY.value else 10
+        # A tiny run's few env steps would never reach production's 1M between evaluations.
+        c.eval_every, c.eval_every_env_steps = 2, 0
     c.checkpoint_every = 5
     # The run stops on time; the schedules' length is part of the compiled iteration,
     # so the timed iteration and the run share one (and the run hits the cache).

@@ -1,7 +1,8 @@
 """A finished or running run's directory, opened for the commands that use its policy.
 
 `experiments.evaluate`, `experiments.play` and `experiments.export` read a run the same
-way: `config.json` (completed with today's defaults for fields added since), the
+way: `config.json` (completed, for fields added since, with the values that keep its
+behaviour: `configs.es.fields()`, the PPO+AMP config's defaults), the
 pipeline named by the folder above the run, an optional physics profile swap, and the
 latest checkpoint. Everything is checked before a model is built, and nothing is
 written into the run.
@@ -20,7 +21,7 @@ from common import compile_cache, host_loop, results, robots
 from common.checkpoint import CheckpointError
 from common.config import ConfigError, under_profile, with_defaults
 from common.envs.biped import config as biped_config
-from configs import es as es_defaults, ppo_amp as ppo_defaults
+from configs import es as es_fields, ppo_amp as ppo_defaults
 from humanoid_es import config as es_config, hooks as es_hooks
 from ppo_amp import config as ppo_config, hooks as ppo_hooks
 
@@ -65,10 +66,10 @@ def open_run(run_path: str, physics: str | None = None) -> SavedRun:
     config = load_run_config(run_path)
     experiment = os.path.basename(os.path.dirname(os.path.abspath(run_path)))
     if experiment == es_hooks.EXPERIMENT:
-        profiles, defaults, overrides = robots.PROFILES, es_defaults, es_config.PHYSICS_OVERRIDES
+        profiles, defaults, overrides = robots.PROFILES, es_fields.fields, es_config.PHYSICS_OVERRIDES
         pipeline, validate, what = es_hooks.PIPELINE, es_config.validate, "an ES run needs a humanoid profile"
     elif experiment == ppo_hooks.EXPERIMENT:
-        profiles, defaults, overrides = biped_config.PROFILES, ppo_defaults, ppo_config.PHYSICS_OVERRIDES
+        profiles, defaults, overrides = biped_config.PROFILES, ppo_defaults.get_config, ppo_config.PHYSICS_OVERRIDES
         pipeline, validate, what = ppo_hooks.PIPELINE, ppo_config.validate, "a PPO+AMP run needs a biped profile"
     else:
         raise ConfigError(f"--run: {run_path!r} is under {experiment!r}, not an "
@@ -77,7 +78,7 @@ def open_run(run_path: str, physics: str | None = None) -> SavedRun:
     if name not in profiles:
         raise ConfigError(f"--physics: {what}, one of {sorted(profiles)}, got {name!r}")
     # The named profile runs as defined: the run's own solver and contact overrides go.
-    config = under_profile(with_defaults(config, defaults.get_config()), physics, overrides)
+    config = under_profile(with_defaults(config, defaults()), physics, overrides)
     kept = os.path.join(run_path, ppo_hooks.ACTUATOR_NET_COPY)
     if experiment == ppo_hooks.EXPERIMENT and config.task.actuator == "learned" and os.path.isfile(kept):
         config.task.actuator_net = kept  # the run's own copy: the file it trained with

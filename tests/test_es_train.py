@@ -97,7 +97,13 @@ def test_sharded_over_four_devices_equals_one_device(trainer):
     for x, y in zip(ma, mb):
         np.testing.assert_allclose(y["fitness_mean"], x["fitness_mean"], rtol=1e-5)
         assert y["iteration_env_steps"] == x["iteration_env_steps"]
-    np.testing.assert_allclose(np.asarray(b.theta), np.asarray(a.theta), rtol=1e-4, atol=1e-6)
+    # To a thousandth of the largest step: ARS's weights are differences of nearly equal
+    # 4-step returns, so rounding that leaves the fitness within 1e-5 moves single
+    # coordinates of a near-zero theta by ~5e-6 (measured); a pairing or noise error moves
+    # them by the whole step.
+    step = float(np.abs(np.asarray(a.theta) - np.asarray(start.theta)).max())
+    assert step > 0
+    np.testing.assert_allclose(np.asarray(b.theta), np.asarray(a.theta), rtol=1e-4, atol=1e-3 * step)
     np.testing.assert_allclose(np.asarray(b.obs_stats.mean), np.asarray(a.obs_stats.mean), rtol=1e-4, atol=1e-4)
     assert float(b.obs_stats.count) == float(a.obs_stats.count)
 
