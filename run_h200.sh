@@ -23,5 +23,5 @@ source scripts/slurm.sh
 
 # Production ES (8192 pairs in chunks of 2048). Without --config.run_name the run is
 # named after its config's hash, so a requeued job (same arguments) resumes it. The
-# scaling study expects `--config.pairs=2048` to need ~1/3 of the GPU time (README).
+# scaling study expects `--config.pairs=2048` to need 1/3-1/4 of the GPU time (README).
 run_preemptible python -m experiments.es --config=configs/es.py "$@"
