@@ -118,15 +118,21 @@ def _floats(tree: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in tree.items()}
 
 
-def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]:
-    """Trains (or resumes) the run that `config` names with `pipeline`; returns its summary."""
+def run(config: ml_collections.ConfigDict, pipeline: Pipeline,
+        defaults: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+    """Trains (or resumes) the run that `config` names with `pipeline`; returns its summary.
+
+    `defaults` holds every field at the value that keeps a run made before the field
+    existed as it ran: a resumed run's config.json is read as completed from it.
+    """
     # From the start: a signal while compiling (minutes on a GPU) stops the run at its
     # first chance, with a checkpoint, rather than killing it.
     with launch.StopFlag() as stop:
-        return _run(config, pipeline, stop)
+        return _run(config, pipeline, stop, defaults)
 
 
-def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.StopFlag) -> dict[str, Any]:
+def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.StopFlag,
+         defaults: ml_collections.ConfigDict | None) -> dict[str, Any]:
     # Before JAX starts its threads: this forks git.
     commit = launch.code_commit()
     launch.request_cpu_devices(config.cpu_devices)
@@ -145,7 +151,8 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     own_path = os.path.join(config.results_dir, pipeline.experiment, results.run_name(resolved))
     fresh = not checkpoint.saved_steps(own_path)
     branch = pipeline.init_from(config, trainer) if fresh else None
-    run_dir = _open_run_dir(config, pipeline, resolved, main)
+    run_dir = _open_run_dir(config, pipeline, resolved, main,
+                            None if defaults is None else config_lib.to_dict(defaults))
     logging.info("results in %s", run_dir.path)
     if main:
         inputs = pipeline.keep_inputs(config, run_dir.path)
@@ -297,21 +304,21 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
 
 
 def _open_run_dir(config: ml_collections.ConfigDict, pipeline: Pipeline, resolved: dict[str, Any],
-                  main: bool) -> results.RunDir:
+                  main: bool, defaults: dict[str, Any] | None) -> results.RunDir:
     """The run's directory: process 0 opens it (or refuses it, with the reason); the
     others then read it without writing."""
     args = (config.results_dir, pipeline.experiment, results.run_name(resolved), resolved)
     refused = None
     if main:
         try:
-            run_dir = results.RunDir(*args, tensorboard=config.tensorboard)
+            run_dir = results.RunDir(*args, tensorboard=config.tensorboard, defaults=defaults)
         except UserError as e:
             refused = e
     if not processes.agree([refused is None])[0]:
         if refused is not None:
             raise refused
         raise UserError("process 0 refused the run directory (its log says why)")
-    return run_dir if main else results.RunDir(*args, writer=False)
+    return run_dir if main else results.RunDir(*args, writer=False, defaults=defaults)
 
 
 def restore_latest(run_path: str, config: ml_collections.ConfigDict, pipeline: Pipeline, *, step: int | None = None,

@@ -116,6 +116,14 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def _completed(saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`saved` with the fields it lacks taken from `defaults`, nested sections included."""
+    out = dict(defaults)
+    for k, v in saved.items():
+        out[k] = _completed(v, out[k]) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 class RunDir:
     """One run's results directory.
 
@@ -124,7 +132,7 @@ class RunDir:
     """
 
     def __init__(self, results_dir: str, experiment: str, run_name: str, config: dict[str, Any],
-                 tensorboard: bool = False, writer: bool = True):
+                 tensorboard: bool = False, writer: bool = True, defaults: dict[str, Any] | None = None):
         self.path = os.path.join(results_dir, experiment, run_name)
         self.config = config
         self.writer = writer
@@ -138,6 +146,8 @@ class RunDir:
                     existing = json.load(f)
             except (OSError, json.JSONDecodeError) as e:
                 raise ConfigError(f"run_name: {config_path} is unreadable ({e}); choose another run_name") from None
+            # A field added since the run was made reads the value that kept its behaviour.
+            existing = _completed(existing, defaults or {})
             differ = sorted(
                 k for k in set(existing) | set(config)
                 if k not in RESUMABLE_FIELDS and existing.get(k) != config.get(k)

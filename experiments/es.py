@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ml_collections import config_flags
 
 from common import cli, host_loop
+from configs import es as es_fields
 from humanoid_es import hooks, starts
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/es.py", "ES config file.", lock_config=True)
@@ -19,9 +20,9 @@ def main(argv: Sequence[str]) -> None:
     del argv
     config = _CONFIG.value
     if config.starts > 1:
-        starts.run(config, hooks.PIPELINE)
+        starts.run(config, hooks.PIPELINE, es_fields.fields())
     else:
-        host_loop.run(config, hooks.PIPELINE)
+        host_loop.run(config, hooks.PIPELINE, es_fields.fields())
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from ml_collections import config_flags
 
 from common import cli, host_loop
+from configs import ppo_amp as ppo_defaults
 from ppo_amp import hooks
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo_amp.py", "PPO+AMP config file.", lock_config=True)
@@ -16,7 +17,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo_amp.py", "PPO+A
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    host_loop.run(_CONFIG.value, hooks.PIPELINE)
+    host_loop.run(_CONFIG.value, hooks.PIPELINE, ppo_defaults.get_config())
 
 
 if __name__ == "__main__":

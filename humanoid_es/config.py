@@ -85,6 +85,7 @@ def _validate_es(config: ml_collections.ConfigDict) -> None:
     require(isinstance(config.noise_rank, int) and config.noise_rank >= 0, "noise_rank",
             "must be 0 (full rank) or a positive rank", config.noise_rank)
     number(config, "reward_shift")
+    number(config, "tilt_cost", at_least=0)
     config_lib.non_negative_int(config, "schedule_env_steps")
     require(config.schedule_env_steps == 0 or config.strategy == strategies.PERTURBATIVE, "schedule_env_steps",
             f"must be 0 for evosax strategies, which count iterations (strategy is {config.strategy!r})",

@@ -28,6 +28,15 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray, PyTree
 SHAPINGS = ("centered_rank", "ars", "none")
 
 
+def training_fitness(
+    episode_return: Float[Array, " n"], length: Int[Array, " n"], tilt_sum: Float[Array, " n"],
+    reward_shift: float, tilt_cost: float,
+) -> Float[Array, " n"]:
+    """What ES ascends: the return less `reward_shift` per step lived (ARS removes the
+    humanoid's survival bonus) and `tilt_cost` per unit of summed torso tilt."""
+    return episode_return - reward_shift * length.astype(episode_return.dtype) - tilt_cost * tilt_sum
+
+
 def pair_key(noise_key: PRNGKeyArray, pair: Int[Array, ""]) -> PRNGKeyArray:
     return jax.random.fold_in(noise_key, pair)
 

@@ -89,9 +89,10 @@ def combine(starts: Sequence[Sequence[Record]], chosen: int, continuation: Seque
     return out + [placed(r, chosen, others) for r in continuation]
 
 
-def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline,
+        defaults: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
     """Runs (or resumes) every start, then the chosen one's continuation; returns its summary,
-    or the summary of the start a signal stopped."""
+    or the summary of the start a signal stopped. `defaults` as in `host_loop.run`."""
     pipeline.validate(config, 1)
     name = results.run_name(config_lib.to_dict(config))
     base = os.path.join(config.results_dir, pipeline.experiment)
@@ -109,7 +110,7 @@ def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline) -> dict
             continue
         logging.info("start %d of %d (seed %d) to %d env steps", k + 1, config.starts,
                      config.seed * config.starts + k, config.start_env_steps)
-        summary = host_loop.run(start_config(config, name, k, config.start_env_steps), pipeline)
+        summary = host_loop.run(start_config(config, name, k, config.start_env_steps), pipeline, defaults)
         if summary["stopped_by_signal"]:
             return summary
     starts = [until_choice(results.read_records(p), config.start_env_steps) for p in paths]
@@ -123,7 +124,7 @@ def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline) -> dict
     if main:
         _write(own, figures, chosen, combine(starts, chosen, []))
     continued = start_config(config, name, chosen, config.max_env_steps - others, config.video_seconds)
-    summary = host_loop.run(continued, pipeline)
+    summary = host_loop.run(continued, pipeline, defaults)
     summary = {**summary, "env_steps": others + summary["env_steps"], "chosen_start": chosen,
                "chosen_run_dir": paths[chosen]}
     if main:

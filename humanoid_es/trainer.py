@@ -249,7 +249,9 @@ class Trainer:
         return new, out, fitness, {"sigma": sigma}
 
     def _fitness(self, out: rollout.Outcome) -> Float[Array, " population"]:
-        return out.episode_return - self.config.reward_shift * out.length.astype(out.episode_return.dtype)
+        c = self.config
+        return es.training_fitness(out.episode_return, out.length, out.metric_sums["torso_tilt"],
+                                   c.reward_shift, c.tilt_cost)
 
     def _iteration(self, state: TrainState) -> tuple[TrainState, dict[str, Array]]:
         key, key_pop = jax.random.split(state.key)

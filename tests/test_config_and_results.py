@@ -40,6 +40,7 @@ def _config(**overrides):
         ({"max_env_steps": -5}, "max_env_steps"),
         ({"eval_every_env_steps": -1}, "eval_every_env_steps"),
         ({"schedule_env_steps": -1}, "schedule_env_steps"),
+        ({"tilt_cost": -1.0}, "tilt_cost"),
         ({"strategy": "ARS", "schedule_env_steps": 1000}, "schedule_env_steps"),
         ({"strategy": "SNES", "init_from": "/no/such/run"}, "init_from"),
         ({"integrator": "semi-implicit"}, "integrator"),
@@ -115,6 +116,24 @@ def test_results_dir_refuses_a_different_config_and_keeps_its_files(tmp_path):
     assert png == again.sub(os.path.join("plots", "curve.png"))
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n" and len(f.read()) > 1000
+
+
+def test_a_run_made_before_a_field_existed_resumes_at_its_default(tmp_path):
+    """A config.json without a newer field (here tilt_cost, policy.obs_norm) reads it at
+    `configs.es.fields()`'s value: the same run resumes, a changed value is refused."""
+    cfg = config_lib.to_dict(_config())
+    old = {k: v for k, v in cfg.items() if k != "tilt_cost"}
+    old["policy"] = {k: v for k, v in cfg["policy"].items() if k != "obs_norm"}
+    results.RunDir(str(tmp_path), "es", "r", old)
+    defaults = config_lib.to_dict(es.fields())
+    assert results.RunDir(str(tmp_path), "es", "r", cfg, defaults=defaults).resumed
+    # Reopening wrote the whole config: write the old one back.
+    results.atomic_write_json(os.path.join(tmp_path, "es", "r", "config.json"), old)
+    with pytest.raises(config_lib.ConfigError, match=r"different config.*\['tilt_cost'\]"):
+        results.RunDir(str(tmp_path), "es", "r", dict(cfg, tilt_cost=1.0), defaults=defaults)
+    # Without the defaults both count as changed.
+    with pytest.raises(config_lib.ConfigError, match=r"different config.*\['policy', 'tilt_cost'\]"):
+        results.RunDir(str(tmp_path), "es", "r", cfg)
 
 
 def test_metrics_csv_follows_new_columns(tmp_path):

@@ -56,6 +56,16 @@ def test_centered_ranks_and_top_k():
     np.testing.assert_allclose(w, np.array([-3.0, 5.0, 0.0, 0.0]) / std, rtol=1e-6)
 
 
+def test_training_fitness_charges_the_shift_and_the_tilt():
+    returns, lengths = jnp.array([600.0, 600.0, 300.0]), jnp.array([100, 100, 40])
+    tilt = jnp.array([5.0, 50.0, 2.0])
+    # No shaping: the return itself; reward_shift 5: ARS's return without the survival bonus.
+    np.testing.assert_allclose(es.training_fitness(returns, lengths, tilt, 0.0, 0.0), returns)
+    np.testing.assert_allclose(es.training_fitness(returns, lengths, tilt, 5.0, 0.0), [100.0, 100.0, 100.0])
+    # Shift 4 with tilt cost 1 keeps 1 - tilt per step: the upright candidate ranks first.
+    np.testing.assert_allclose(es.training_fitness(returns, lengths, tilt, 4.0, 1.0), [195.0, 150.0, 138.0])
+
+
 def test_gradient_in_chunks_equals_one_chunk():
     key = jax.random.PRNGKey(4)
     weights = jax.random.normal(jax.random.PRNGKey(5), (8,))

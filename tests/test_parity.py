@@ -66,6 +66,8 @@ def test_step_parity_with_mujoco_c(gym_env, gym_fns, seed):
         assert np.max(np.abs(obs_j - obs_c)[:split] / scale[:split]) < 2e-3
         assert np.max(np.abs(obs_j - obs_c)[split:] / scale[split:]) < 5e-2
         assert abs(float(state.reward) - reward_c) < 1e-3
+        # Torso tilt: 1 - the z component of the torso's up axis (its xmat's last entry).
+        assert abs(float(state.metrics["torso_tilt"]) - (1.0 - d.xmat[1][8])) < 1e-4
         assert bool(state.done) == (not (1.0 < d.qpos[2] < 2.0))
         n_compared += 1
         if bool(state.done):

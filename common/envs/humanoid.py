@@ -90,6 +90,12 @@ def _mass_center_x(model: mjx.Model, data: mjx.Data) -> Float[Array, ""]:
     return jnp.sum(mass * data.xipos[:, 0]) / jnp.sum(mass)
 
 
+def torso_tilt(qpos: Float[Array, " nq"]) -> Float[Array, ""]:
+    """1 - the z component of the torso's up axis: 0 upright, 1 lying, 2 upside down."""
+    w, x, y, z = qpos[3], qpos[4], qpos[5], qpos[6]
+    return 2.0 * (x * x + y * y) / (w * w + x * x + y * y + z * z)
+
+
 def observe(model: mjx.Model, data: mjx.Data, wrenches: contact.WrenchSensors) -> Float[Array, " obs"]:
     """Gymnasium Humanoid-v4's observation, from public fields and contact sensors only, so
     that every MJX implementation builds it (MJX's step leaves `cfrc_ext` empty, and
@@ -138,6 +144,7 @@ class Humanoid(Env):
             "reward/healthy": zero,
             "reward/ctrl": zero,
             "x_velocity": zero,
+            "torso_tilt": torso_tilt(data.qpos),
             "diverged": zero,
         }
         info = {"steps": jnp.zeros((), jnp.int32), "truncated": jnp.zeros((), bool)}
@@ -175,6 +182,8 @@ class Humanoid(Env):
             "reward/healthy": jnp.where(ok, healthy, 0.0),
             "reward/ctrl": jnp.where(ok, ctrl, 0.0),
             "x_velocity": jnp.where(ok, x_velocity, 0.0),
+            # A posture measure, not a reward term: ES's training-only `tilt_cost` reads it.
+            "torso_tilt": jnp.where(ok, torso_tilt(data.qpos), 0.0),
             "diverged": (~ok).astype(forward.dtype),
         }
         info = {"steps": steps, "truncated": truncated & ok & healthy_now}
