@@ -128,7 +128,9 @@ class RunDir:
     """One run's results directory.
 
     With `writer=False` (every process of a multi-process run but the first) it reads the
-    run's records and keeps later ones in memory, writing nothing.
+    run's records and keeps later ones in memory, writing nothing. A resumed run's
+    config.json is compared with `config` after taking the fields it lacks from
+    `defaults` (the values that keep a run from before a field existed as it ran).
     """
 
     def __init__(self, results_dir: str, experiment: str, run_name: str, config: dict[str, Any],
