@@ -135,24 +135,21 @@ def validate_run(config: ml_collections.ConfigDict) -> None:
             "must be letters, digits, '.', '_' or '-' (no path separators)", config.run_name)
 
 
-def with_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """`config` with every field it lacks taken from `defaults`, nested ones included.
+def completed(saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """`saved` with every field it lacks taken from `defaults`, nested sections included.
 
     A run's config.json holds the fields of its day; fields added later read their
     defaults, which keep the behaviour the run was trained with.
     """
-    merged = ml_collections.ConfigDict(to_dict(defaults))
+    out = dict(defaults)
+    for k, v in saved.items():
+        out[k] = completed(v, out[k]) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
-    def fill(dst: ml_collections.ConfigDict, src: ml_collections.ConfigDict) -> None:
-        for k, v in src.items():
-            if isinstance(v, ml_collections.ConfigDict) and isinstance(dst.get(k), ml_collections.ConfigDict):
-                fill(dst[k], v)
-            else:
-                dst[k] = v
 
-    with merged.unlocked():
-        fill(merged, config)
-    return merged
+def with_defaults(config: ml_collections.ConfigDict, defaults: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config` with every field it lacks taken from `defaults` (see `completed`)."""
+    return ml_collections.ConfigDict(completed(config.to_dict(), defaults.to_dict()))
 
 
 def under_profile(config: ml_collections.ConfigDict, physics: str | None,

@@ -27,7 +27,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from tensorboardX import SummaryWriter
 
-from common.config import ConfigError, fingerprint
+from common.config import ConfigError, completed, fingerprint
 from common.errors import UserError
 
 # Fields that may change between a run and its resumption.
@@ -116,14 +116,6 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
-def _completed(saved: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """`saved` with the fields it lacks taken from `defaults`, nested sections included."""
-    out = dict(defaults)
-    for k, v in saved.items():
-        out[k] = _completed(v, out[k]) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 class RunDir:
     """One run's results directory.
 
@@ -149,7 +141,7 @@ class RunDir:
             except (OSError, json.JSONDecodeError) as e:
                 raise ConfigError(f"run_name: {config_path} is unreadable ({e}); choose another run_name") from None
             # A field added since the run was made reads the value that kept its behaviour.
-            existing = _completed(existing, defaults or {})
+            existing = completed(existing, defaults or {})
             differ = sorted(
                 k for k in set(existing) | set(config)
                 if k not in RESUMABLE_FIELDS and existing.get(k) != config.get(k)
