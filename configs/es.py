@@ -123,6 +123,14 @@ def fields() -> ml_collections.ConfigDict:
     # torso up axis' z: 0 upright, 1 lying); evaluations never do. With reward_shift 4
     # and tilt_cost 1, the survival bonus training keeps is 1 - tilt per step.
     c.tilt_cost = 0.0
+    # Training episodes end where the torso sinks below fall_height (None: the task's
+    # healthy_z_min, 1.0 m) until env step fall_height_rise_from of the run's clock, then
+    # the height rises linearly to the task's by fall_height_rise_to (0 and 0: held
+    # throughout). Evaluations always end where Humanoid-v4 does. A lunge's episode ends
+    # on its landing; a lower height lets training see what follows the landing.
+    c.fall_height = config_dict.placeholder(float)
+    c.fall_height_rise_from = 0
+    c.fall_height_rise_to = 0
     # Rank of the noise on matrix leaves; 0 is full rank.
     c.noise_rank = 0
 

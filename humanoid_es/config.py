@@ -86,6 +86,7 @@ def _validate_es(config: ml_collections.ConfigDict) -> None:
             "must be 0 (full rank) or a positive rank", config.noise_rank)
     number(config, "reward_shift")
     number(config, "tilt_cost", at_least=0)
+    _validate_fall_height(config)
     config_lib.non_negative_int(config, "schedule_env_steps")
     require(config.schedule_env_steps == 0 or config.strategy == strategies.PERTURBATIVE, "schedule_env_steps",
             f"must be 0 for evosax strategies, which count iterations (strategy is {config.strategy!r})",
@@ -105,6 +106,19 @@ def _validate_es(config: ml_collections.ConfigDict) -> None:
     require(config.init_from is None or config.strategy == strategies.PERTURBATIVE, "init_from",
             f"must be None for evosax strategies, whose state a branch does not carry (strategy is "
             f"{config.strategy!r})", config.init_from)
+
+
+def _validate_fall_height(config: ml_collections.ConfigDict) -> None:
+    config_lib.non_negative_int(config, "fall_height_rise_from", "fall_height_rise_to")
+    require(config.fall_height_rise_to >= config.fall_height_rise_from, "fall_height_rise_to",
+            f"must be >= fall_height_rise_from = {config.fall_height_rise_from}", config.fall_height_rise_to)
+    if config.fall_height is None:
+        require(config.fall_height_rise_to == 0, "fall_height_rise_to", "must be 0 where fall_height is None "
+                "(no curriculum to rise)", config.fall_height_rise_to)
+        return
+    number(config, "fall_height", above=0)
+    require(config.fall_height < config.task.healthy_z_max, "fall_height",
+            f"must be below task.healthy_z_max = {config.task.healthy_z_max}", config.fall_height)
 
 
 def _validate_policy(p: ml_collections.ConfigDict) -> None:

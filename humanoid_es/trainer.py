@@ -184,11 +184,23 @@ class Trainer:
         eps = es.sample(key, self._unravel(jnp.zeros((self.num_params,))), self.config.noise_rank)
         return ravel_pytree(eps)[0]
 
+    def fall_height(self, state: TrainState) -> Float[Array, ""] | None:
+        """The torso height that ends a training episode now (None: the task's)."""
+        c = self.config
+        if c.fall_height is None:
+            return None
+        rise = c.fall_height_rise_to - c.fall_height_rise_from
+        frac = (jnp.zeros(()) if c.fall_height_rise_to == 0 else
+                jnp.clip((state.env_steps - c.fall_height_rise_from) / max(rise, 1), 0.0, 1.0))
+        return c.fall_height + frac * (self.env.config.healthy_z_min - c.fall_height)
+
     def _population(self, state: TrainState, candidate, shared, key: PRNGKeyArray, candidates=None) -> rollout.Outcome:
         act, init_carry = self._act_fns(state)
         c = self.config
+        height = self.fall_height(state)
+        env = self.env if height is None else self.env.with_fall_height(height)
         return rollout.evaluate_population(
-            self.env, act, init_carry, candidate, shared, key,
+            env, act, init_carry, candidate, shared, key,
             population=self.population, chunk=c.candidate_chunk, horizon=c.horizon,
             block=self.block, mesh=self.mesh, queue=c.rollout_queue, candidates=candidates,
         )
@@ -276,6 +288,7 @@ class Trainer:
             "theta_norm": jnp.linalg.norm(new.theta),
             "learning_rate": jnp.asarray(self.lr_schedule(self.clock(state))),
             "nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
+            **({} if self.config.fall_height is None else {"fall_height": self.fall_height(state)}),
             **extra,
             **episode_metrics(out),
         }

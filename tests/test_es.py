@@ -12,8 +12,9 @@ import pytest
 from evosax.algorithms import Open_ES
 from jax.flatten_util import ravel_pytree
 
+from configs import es_test
 from humanoid_es import es, policy
-from humanoid_es.trainer import full_episodes
+from humanoid_es.trainer import Trainer, full_episodes
 
 TEMPLATE = {"w": jnp.zeros((6, 9)), "b": jnp.zeros((6,))}
 
@@ -64,6 +65,21 @@ def test_training_fitness_charges_the_shift_and_the_tilt():
     np.testing.assert_allclose(es.training_fitness(returns, lengths, tilt, 5.0, 0.0), [100.0, 100.0, 100.0])
     # Shift 4 with tilt cost 1 keeps 1 - tilt per step: the upright candidate ranks first.
     np.testing.assert_allclose(es.training_fitness(returns, lengths, tilt, 4.0, 1.0), [195.0, 150.0, 138.0])
+
+
+def test_the_fall_height_is_held_then_rises_to_the_tasks_over_env_steps():
+    config = es_test.get_config()
+    config.fall_height, config.fall_height_rise_from, config.fall_height_rise_to = 0.7, 1000, 3000
+    trainer = Trainer(config)
+
+    def height(env_steps):
+        return float(trainer.fall_height(types.SimpleNamespace(env_steps=jnp.float32(env_steps))))
+
+    assert [height(n) for n in (0, 1000, 2000, 3000, 10**7)] == pytest.approx([0.7, 0.7, 0.85, 1.0, 1.0])
+    config.fall_height_rise_from = config.fall_height_rise_to = 0  # held throughout
+    assert height(10**7) == pytest.approx(0.7)
+    config.fall_height = None  # the task's own, as evaluations always use
+    assert trainer.fall_height(types.SimpleNamespace(env_steps=jnp.float32(0))) is None
 
 
 def test_gradient_in_chunks_equals_one_chunk():

@@ -4,6 +4,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from mujoco import mjx
 
 from common import contact
@@ -55,6 +56,21 @@ def test_termination_and_time_limit(fast_env, fast_batch_fns):
                         (state.data.qpos.at[:, 2].set(2.5), jnp.zeros((4,), jnp.int32)))
     state = step(state, zero)
     assert np.all(np.asarray(state.done)) and not np.any(np.asarray(state.info["truncated"]))
+
+
+@pytest.mark.slow
+def test_a_fall_height_ends_episodes_where_it_says(fast_env, fast_batch_fns):
+    reset, step = fast_batch_fns
+    state = reset(jax.random.split(jax.random.PRNGKey(0), 4))
+    zero = jnp.zeros((4, 17))
+    z = float(np.min(np.asarray(step(state, zero).data.qpos[:, 2])))
+    assert 1.3 < z < 1.5 and not np.any(np.asarray(step(state, zero).done))
+    lowered_step = eqx.filter_jit(lambda env, s, a: jax.vmap(env.step)(s, a))  # one compile for every height
+    below = lowered_step(fast_env.with_fall_height(z - 0.1), state, zero)
+    above = lowered_step(fast_env.with_fall_height(z + 0.1), state, zero)
+    assert not np.any(np.asarray(below.done)) and np.all(np.asarray(above.done))
+    # Only the end moves: the reward and physics are the task's.
+    np.testing.assert_allclose(np.asarray(above.reward), np.asarray(step(state, zero).reward), rtol=1e-6)
 
 
 def test_contact_sensor_wrenches_equal_mjx_rne_postconstraint(fast_env, fast_batch_fns):

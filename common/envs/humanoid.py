@@ -117,6 +117,15 @@ class Humanoid(Env):
     config: HumanoidConfig = eqx.field(static=True)
     # Where the contact sensors that `observe` reads sit in `sensordata`.
     wrenches: contact.WrenchSensors = eqx.field(static=True)
+    # A training curriculum's torso height below which an episode ends, in place of
+    # `config.healthy_z_min` (an array, so it may change between iterations without a
+    # compile); evaluation envs leave it None and end episodes where Humanoid-v4 does.
+    fall_height: Float[Array, ""] | None = None
+
+    def with_fall_height(self, height: Float[Array, ""]) -> Humanoid:
+        """This env, its episodes ending where the torso sinks below `height`."""
+        return eqx.tree_at(lambda e: e.fall_height, self, jnp.asarray(height, jnp.float32),
+                           is_leaf=lambda x: x is None)
 
     @property
     def observation_size(self) -> int:
@@ -172,7 +181,8 @@ class Humanoid(Env):
         reward = jnp.where(ok, forward + healthy + ctrl, 0.0)
 
         z = data.qpos[2]
-        healthy_now = (z > c.healthy_z_min) & (z < c.healthy_z_max)
+        z_min = c.healthy_z_min if self.fall_height is None else self.fall_height
+        healthy_now = (z > z_min) & (z < c.healthy_z_max)
         steps = state.info["steps"] + 1
         truncated = steps >= c.episode_length
         done = ~ok | ~healthy_now | truncated
