@@ -101,6 +101,12 @@ class Trainer:
         self.lr_schedule = schedules.make(
             config.learning_rate_schedule, config.learning_rate, config.learning_rate_final, steps
         )
+        # Held at fall_height until rise_from, then linear to the task's height by rise_to.
+        self.fall_height_schedule = None if config.fall_height is None else (
+            optax.constant_schedule(config.fall_height) if config.fall_height_rise_to == 0 else
+            optax.linear_schedule(config.fall_height, self.env.config.healthy_z_min,
+                                  max(config.fall_height_rise_to - config.fall_height_rise_from, 1),
+                                  transition_begin=config.fall_height_rise_from))
         make_opt = {"adam": optax.adam, "sgd": optax.sgd}[config.optimizer]
         # The perturbative ES scales the optimizer's unit-rate update by the schedule at its
         # own clock (Adam's and SGD's updates are linear in the rate); evosax strategies
@@ -186,13 +192,9 @@ class Trainer:
 
     def fall_height(self, state: TrainState) -> Float[Array, ""] | None:
         """The torso height that ends a training episode now (None: the task's)."""
-        c = self.config
-        if c.fall_height is None:
+        if self.fall_height_schedule is None:
             return None
-        rise = c.fall_height_rise_to - c.fall_height_rise_from
-        frac = (jnp.zeros(()) if c.fall_height_rise_to == 0 else
-                jnp.clip((state.env_steps - c.fall_height_rise_from) / max(rise, 1), 0.0, 1.0))
-        return c.fall_height + frac * (self.env.config.healthy_z_min - c.fall_height)
+        return jnp.asarray(self.fall_height_schedule(state.env_steps), jnp.float32)
 
     def _population(self, state: TrainState, candidate, shared, key: PRNGKeyArray, candidates=None) -> rollout.Outcome:
         act, init_carry = self._act_fns(state)

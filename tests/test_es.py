@@ -68,18 +68,16 @@ def test_training_fitness_charges_the_shift_and_the_tilt():
 
 
 def test_the_fall_height_is_held_then_rises_to_the_tasks_over_env_steps():
-    config = es_test.get_config()
-    config.fall_height, config.fall_height_rise_from, config.fall_height_rise_to = 0.7, 1000, 3000
-    trainer = Trainer(config)
+    def heights(fall_height, rise_from, rise_to, env_steps):
+        config = es_test.get_config()
+        config.fall_height, config.fall_height_rise_from, config.fall_height_rise_to = fall_height, rise_from, rise_to
+        trainer = Trainer(config)
+        return [trainer.fall_height(types.SimpleNamespace(env_steps=jnp.float32(n))) for n in env_steps]
 
-    def height(env_steps):
-        return float(trainer.fall_height(types.SimpleNamespace(env_steps=jnp.float32(env_steps))))
-
-    assert [height(n) for n in (0, 1000, 2000, 3000, 10**7)] == pytest.approx([0.7, 0.7, 0.85, 1.0, 1.0])
-    config.fall_height_rise_from = config.fall_height_rise_to = 0  # held throughout
-    assert height(10**7) == pytest.approx(0.7)
-    config.fall_height = None  # the task's own, as evaluations always use
-    assert trainer.fall_height(types.SimpleNamespace(env_steps=jnp.float32(0))) is None
+    got = heights(0.7, 1000, 3000, (0, 1000, 2000, 3000, 10**7))
+    assert [float(h) for h in got] == pytest.approx([0.7, 0.7, 0.85, 1.0, 1.0])
+    assert float(heights(0.7, 0, 0, (10**7,))[0]) == pytest.approx(0.7)  # held throughout
+    assert heights(None, 0, 0, (0,)) == [None]  # the task's own, as evaluations always use
 
 
 def test_gradient_in_chunks_equals_one_chunk():
