@@ -89,6 +89,11 @@ def fields() -> ml_collections.ConfigDict:
     c.policy.action_map = "tanh"
     # Leaves ES trains, any of w_out, b_out, w_in, bias, w_rec; the rest stay as drawn.
     c.policy.trainable = ("w_out", "b_out")
+    # The seed the frozen reservoir is drawn from, the draw `seed` = reservoir_seed makes
+    # (None: the run's seed). Fixed, the run's seed varies only the training noise and
+    # episodes (BENCHMARKS.md, "The reservoir or the noise?"). A branch (`init_from`)
+    # carries its source's reservoir instead.
+    c.policy.reservoir_seed = config_dict.placeholder(int)
 
     # "perturbative" (this trainer's antithetic ES, noise regenerated from keys) or an
     # evosax 0.3.2 algorithm: "Open_ES", "ARS", "PGPE", "SNES", "Sep_CMA_ES" (asks for the

@@ -133,6 +133,10 @@ class Trainer:
 
     def init(self, key: PRNGKeyArray) -> TrainState:
         key_policy, key_run = jax.random.split(key)
+        reservoir_seed = self.config.policy.reservoir_seed
+        if reservoir_seed is not None:
+            # The reservoir a run with seed = reservoir_seed draws; the rest is this run's.
+            key_policy = jax.random.split(jax.random.PRNGKey(reservoir_seed))[0]
         ctrl_range = self.env.config.load_mj_model().actuator_ctrlrange
         pol = policy.init(key_policy, self.policy_config, self.env.observation_size, ctrl_range)
         trainable, frozen = eqx.partition(pol, policy.trainable_filter(pol, self.trainable))

@@ -61,7 +61,7 @@ def test_validation_names_the_field(overrides, field):
 
 
 @pytest.mark.parametrize("field, value", [("obs_norm", "zscore"), ("action_map", "sigmoid"),
-                                          ("trainable", ("w_out", "w_outt"))])
+                                          ("trainable", ("w_out", "w_outt")), ("reservoir_seed", -1)])
 def test_policy_validation_names_the_field(field, value):
     c = es_test.get_config()
     c.policy[field] = value

@@ -80,6 +80,20 @@ def test_the_fall_height_is_held_then_rises_to_the_tasks_over_env_steps():
     assert heights(None, 0, 0, (0,)) == [None]  # the task's own, as evaluations always use
 
 
+def test_a_reservoir_seed_fixes_the_reservoir_and_leaves_the_rest_to_the_runs_seed():
+    def init(seed, reservoir_seed):
+        config = es_test.get_config()
+        config.seed, config.policy.reservoir_seed = seed, reservoir_seed
+        return Trainer(config).init(jax.random.PRNGKey(seed))
+
+    own0, own5, fixed5 = init(0, None), init(5, None), init(5, 0)
+    leaves = jax.tree.leaves
+    for a, b in zip(leaves(fixed5.frozen), leaves(own0.frozen), strict=True):
+        np.testing.assert_array_equal(a, b)  # seed 0's draw, bit for bit
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(own5.frozen), leaves(own0.frozen)))
+    np.testing.assert_array_equal(fixed5.key, own5.key)  # the noise and episodes: the run's own
+
+
 def test_gradient_in_chunks_equals_one_chunk():
     key = jax.random.PRNGKey(4)
     weights = jax.random.normal(jax.random.PRNGKey(5), (8,))
