@@ -137,6 +137,10 @@ def fields() -> ml_collections.ConfigDict:
     c.fall_height = config_dict.placeholder(float)
     c.fall_height_rise_from = 0
     c.fall_height_rise_to = 0
+    # Training episodes start with every joint position and velocity offset uniformly in
+    # +-train_reset_noise (None: task.reset_noise_scale, Humanoid-v4's 0.01), so that an
+    # open-loop leap meets varied starts; evaluations always start as Humanoid-v4's do.
+    c.train_reset_noise = config_dict.placeholder(float)
     # Rank of the noise on matrix leaves; 0 is full rank.
     c.noise_rank = 0
 

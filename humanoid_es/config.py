@@ -87,6 +87,8 @@ def _validate_es(config: ml_collections.ConfigDict) -> None:
     number(config, "reward_shift")
     number(config, "tilt_cost", at_least=0)
     _validate_fall_height(config)
+    if config.train_reset_noise is not None:
+        number(config, "train_reset_noise", at_least=0)
     config_lib.non_negative_int(config, "schedule_env_steps")
     require(config.schedule_env_steps == 0 or config.strategy == strategies.PERTURBATIVE, "schedule_env_steps",
             f"must be 0 for evosax strategies, which count iterations (strategy is {config.strategy!r})",

@@ -85,6 +85,10 @@ class Trainer:
         self.config = config
         self.mesh = mesh
         self.env = envs.make(config.env, **(es_config.env_overrides(config) | env_overrides))
+        # Training's episodes; evaluations run the task's own `env`.
+        self.train_env = self.env if config.train_reset_noise is None else envs.make(
+            config.env, **(es_config.env_overrides(config) | env_overrides
+                           | {"reset_noise_scale": config.train_reset_noise}))
         self.population = 2 * config.pairs
         self.block = config.early_exit_block or None
         self.policy_config = es_config.policy_config(config)
@@ -204,7 +208,7 @@ class Trainer:
         act, init_carry = self._act_fns(state)
         c = self.config
         height = self.fall_height(state)
-        env = self.env if height is None else self.env.with_fall_height(height)
+        env = self.train_env if height is None else self.train_env.with_fall_height(height)
         return rollout.evaluate_population(
             env, act, init_carry, candidate, shared, key,
             population=self.population, chunk=c.candidate_chunk, horizon=c.horizon,

@@ -46,6 +46,7 @@ def _config(**overrides):
         ({"fall_height": 0.8, "fall_height_rise_from": 10, "fall_height_rise_to": 5}, "fall_height_rise_to"),
         ({"fall_height_rise_to": 1000}, "fall_height_rise_to"),
         ({"fall_height": 0.8, "fall_height_rise_from": -1}, "fall_height_rise_from"),
+        ({"train_reset_noise": -0.1}, "train_reset_noise"),
         ({"strategy": "ARS", "schedule_env_steps": 1000}, "schedule_env_steps"),
         ({"strategy": "SNES", "init_from": "/no/such/run"}, "init_from"),
         ({"integrator": "semi-implicit"}, "integrator"),

@@ -80,6 +80,14 @@ def test_the_fall_height_is_held_then_rises_to_the_tasks_over_env_steps():
     assert heights(None, 0, 0, (0,)) == [None]  # the task's own, as evaluations always use
 
 
+def test_a_training_reset_noise_starts_only_training_episodes_wider():
+    config = es_test.get_config()
+    config.train_reset_noise = 0.2
+    trainer = Trainer(config)
+    assert (trainer.train_env.config.reset_noise_scale, trainer.env.config.reset_noise_scale) == (0.2, 0.01)
+    assert Trainer(es_test.get_config()).train_env.config.reset_noise_scale == 0.01
+
+
 def test_a_reservoir_seed_fixes_the_reservoir_and_leaves_the_rest_to_the_runs_seed():
     def init(seed, reservoir_seed):
         config = es_test.get_config()
