@@ -134,8 +134,8 @@ def _validate_policy(p: ml_collections.ConfigDict) -> None:
     require(p.obs_norm in policy.OBS_NORMS, "policy.obs_norm", f"must be one of {policy.OBS_NORMS}", p.obs_norm)
     require(p.action_map in policy.ACTION_MAPS, "policy.action_map", f"must be one of {policy.ACTION_MAPS}",
             p.action_map)
-    require(p.reservoir_seed is None or (isinstance(p.reservoir_seed, int) and p.reservoir_seed >= 0),
-            "policy.reservoir_seed", "must be None (the run's seed) or an integer >= 0", p.reservoir_seed)
+    if p.reservoir_seed is not None:  # None: the run's seed
+        config_lib.non_negative_int(p, "reservoir_seed", prefix="policy.")
     trainable = tuple(p.trainable)
     require(len(trainable) > 0 and set(trainable) <= set(policy.TRAINABLE_LEAVES), "policy.trainable",
             f"must be a non-empty subset of {policy.TRAINABLE_LEAVES}", trainable)

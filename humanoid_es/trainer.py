@@ -84,11 +84,11 @@ class Trainer:
     def __init__(self, config: ml_collections.ConfigDict, mesh: Mesh | None = None, **env_overrides):
         self.config = config
         self.mesh = mesh
-        self.env = envs.make(config.env, **(es_config.env_overrides(config) | env_overrides))
+        overrides = es_config.env_overrides(config) | env_overrides
+        self.env = envs.make(config.env, **overrides)
         # Training's episodes; evaluations run the task's own `env`.
         self.train_env = self.env if config.train_reset_noise is None else envs.make(
-            config.env, **(es_config.env_overrides(config) | env_overrides
-                           | {"reset_noise_scale": config.train_reset_noise}))
+            config.env, **(overrides | {"reset_noise_scale": config.train_reset_noise}))
         self.population = 2 * config.pairs
         self.block = config.early_exit_block or None
         self.policy_config = es_config.policy_config(config)
