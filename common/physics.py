@@ -24,6 +24,7 @@ from common.errors import UserError
 
 StepFn = Callable[[mjx.Model, mjx.Data, Float[Array, " nu"]], mjx.Data]
 Control = Callable[[mjx.Data, Float[Array, " nu"], Any], tuple[Float[Array, " nu"], Any]]
+Push = Callable[[mjx.Data], Float[Array, "nbody 6"]]
 ControlledStepFn = Callable[[mjx.Model, mjx.Data, Float[Array, " nu"], Any], tuple[mjx.Data, Any]]
 
 IMPLS = ("jax", "warp")
@@ -58,17 +59,19 @@ def make_data(model: mjx.Model, impl: str) -> mjx.Data:
     return mjx.make_data(model, impl=impl, device=jax.local_devices()[0])
 
 
-def make_step_fn(frame_skip: int) -> StepFn:
+def make_step_fn(frame_skip: int, push: Push | None = None) -> StepFn:
     """`frame_skip` MJX steps with `action` written to `ctrl` and held; `sensordata` is
     what the last substep's forward pass measured, as after MuJoCo C's `mj_step`."""
-    controlled = make_controlled_step_fn(frame_skip, lambda data, action, carry: (action, carry))
+    controlled = make_controlled_step_fn(frame_skip, lambda data, action, carry: (action, carry), push)
     return lambda model, data, action: controlled(model, data, action, ())[0]
 
 
-def make_controlled_step_fn(frame_skip: int, control: Control) -> ControlledStepFn:
+def make_controlled_step_fn(frame_skip: int, control: Control, push: Push | None = None) -> ControlledStepFn:
     """`frame_skip` MJX steps, each with `ctrl` from `control(data, action, carry) ->
     (ctrl, carry)` (a controller running at the physics rate, e.g. an actuator net with
-    its history as the carry); returns the stepped data and the last carry."""
+    its history as the carry); returns the stepped data and the last carry. `push(data)`,
+    where given, sets `xfrc_applied` before every substep: a feedback force held over a
+    whole env step would be too late to damp a light body."""
     if frame_skip < 1:
         raise ValueError(f"frame_skip: must be >= 1, got {frame_skip}")
 
@@ -77,7 +80,8 @@ def make_controlled_step_fn(frame_skip: int, control: Control) -> ControlledStep
             def body(_, state):
                 d, c = state
                 ctrl, c = control(d, action, c)
-                return mjx.step(m, d.replace(ctrl=ctrl)), c
+                d = d.replace(ctrl=ctrl) if push is None else d.replace(ctrl=ctrl, xfrc_applied=push(d))
+                return mjx.step(m, d), c
             return body
 
         if not _contact_sensors_only(model):

@@ -143,6 +143,13 @@ def fields() -> ml_collections.ConfigDict:
     # At 0.1 on seed 1 it learned neither lunge nor balance by 3M env steps (BENCHMARKS.md,
     # "Wider training starts").
     c.train_reset_noise = config_dict.placeholder(float)
+    # A training-only hand on the torso (`common.envs.humanoid.Assist`): a spring-damper
+    # toward the start height and upright, at `assist` (1: a 0.1 m sag lifts the body's
+    # weight) falling linearly to 0 by env step assist_env_steps of the run's clock; while
+    # it acts, training episodes end after assist_horizon steps. 0: no assist.
+    c.assist = 0.0
+    c.assist_env_steps = 0
+    c.assist_horizon = 200
     # Rank of the noise on matrix leaves; 0 is full rank.
     c.noise_rank = 0
 

@@ -87,6 +87,7 @@ def _validate_es(config: ml_collections.ConfigDict) -> None:
     number(config, "reward_shift")
     number(config, "tilt_cost", at_least=0)
     _validate_fall_height(config)
+    _validate_assist(config)
     if config.train_reset_noise is not None:
         number(config, "train_reset_noise", at_least=0)
     config_lib.non_negative_int(config, "schedule_env_steps")
@@ -121,6 +122,20 @@ def _validate_fall_height(config: ml_collections.ConfigDict) -> None:
     number(config, "fall_height", above=0)
     require(config.fall_height < config.task.healthy_z_max, "fall_height",
             f"must be below task.healthy_z_max = {config.task.healthy_z_max}", config.fall_height)
+
+
+def _validate_assist(config: ml_collections.ConfigDict) -> None:
+    number(config, "assist", at_least=0)
+    config_lib.non_negative_int(config, "assist_env_steps")
+    positive_int(config, "assist_horizon")
+    require(config.assist_horizon <= config.horizon, "assist_horizon", f"must be <= horizon = {config.horizon}",
+            config.assist_horizon)
+    if not config.assist:
+        require(config.assist_env_steps == 0, "assist_env_steps", "must be 0 where assist is 0 (no assist to "
+                "decay)", config.assist_env_steps)
+        return
+    require(config.assist_env_steps > 0, "assist_env_steps", "must be > 0 where assist > 0 (the env step by "
+            "which the assist has fallen to 0)", config.assist_env_steps)
 
 
 def _validate_policy(p: ml_collections.ConfigDict) -> None:

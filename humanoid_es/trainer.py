@@ -111,6 +111,9 @@ class Trainer:
             optax.linear_schedule(config.fall_height, self.env.config.healthy_z_min,
                                   max(config.fall_height_rise_to - config.fall_height_rise_from, 1),
                                   transition_begin=config.fall_height_rise_from))
+        # The torso's assist falls linearly from `assist` to 0 by env step assist_env_steps.
+        self.assist_schedule = None if not config.assist else optax.linear_schedule(
+            config.assist, 0.0, config.assist_env_steps)
         make_opt = {"adam": optax.adam, "sgd": optax.sgd}[config.optimizer]
         # The perturbative ES scales the optimizer's unit-rate update by the schedule at its
         # own clock (Adam's and SGD's updates are linear in the rate); evosax strategies
@@ -204,11 +207,21 @@ class Trainer:
             return None
         return jnp.asarray(self.fall_height_schedule(state.env_steps), jnp.float32)
 
+    def assist(self, state: TrainState) -> Float[Array, ""] | None:
+        """How hard the torso is held in training now (None: no assist in this run)."""
+        if self.assist_schedule is None:
+            return None
+        return jnp.asarray(self.assist_schedule(state.env_steps), jnp.float32)
+
     def _population(self, state: TrainState, candidate, shared, key: PRNGKeyArray, candidates=None) -> rollout.Outcome:
         act, init_carry = self._act_fns(state)
         c = self.config
         height = self.fall_height(state)
         env = self.train_env if height is None else self.train_env.with_fall_height(height)
+        strength = self.assist(state)
+        if strength is not None:
+            # Held episodes end at assist_horizon; once the hand lets go, where the task's do.
+            env = env.with_assist(strength, jnp.where(strength > 0, c.assist_horizon, self.env.config.episode_length))
         return rollout.evaluate_population(
             env, act, init_carry, candidate, shared, key,
             population=self.population, chunk=c.candidate_chunk, horizon=c.horizon,
@@ -299,6 +312,7 @@ class Trainer:
             "learning_rate": jnp.asarray(self.lr_schedule(self.clock(state))),
             "nonfinite_guard": jnp.sum(out.diverged.astype(jnp.int32)),
             **({} if self.config.fall_height is None else {"fall_height": self.fall_height(state)}),
+            **({} if self.assist_schedule is None else {"assist": self.assist(state)}),
             **extra,
             **episode_metrics(out),
         }

@@ -80,6 +80,15 @@ def test_the_fall_height_is_held_then_rises_to_the_tasks_over_env_steps():
     assert heights(None, 0, 0, (0,)) == [None]  # the task's own, as evaluations always use
 
 
+def test_the_assist_falls_linearly_to_nothing_over_env_steps():
+    config = es_test.get_config()
+    config.assist, config.assist_env_steps = 0.6, 2000
+    trainer = Trainer(config)
+    got = [float(trainer.assist(types.SimpleNamespace(env_steps=jnp.float32(n)))) for n in (0, 1000, 2000, 10**7)]
+    assert got == pytest.approx([0.6, 0.3, 0.0, 0.0])
+    assert Trainer(es_test.get_config()).assist(types.SimpleNamespace(env_steps=jnp.float32(0))) is None
+
+
 def test_a_training_reset_noise_starts_only_training_episodes_wider():
     config = es_test.get_config()
     config.train_reset_noise = 0.2

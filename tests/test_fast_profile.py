@@ -73,6 +73,26 @@ def test_a_fall_height_ends_episodes_where_it_says(fast_env, fast_batch_fns):
     np.testing.assert_allclose(np.asarray(above.reward), np.asarray(step(state, zero).reward), rtol=1e-6)
 
 
+@pytest.mark.slow
+def test_the_assist_holds_a_limp_body_up_to_its_horizon_and_at_zero_is_the_task(fast_env, fast_batch_fns):
+    reset, step = fast_batch_fns
+    start = reset(jax.random.split(jax.random.PRNGKey(0), 4))
+    zero = jnp.zeros((4, 17))
+    assisted_step = eqx.filter_jit(lambda env, s, a: jax.vmap(env.step)(s, a))  # one compile for every strength
+    held, free, off = start, start, start
+    for t in range(60):
+        held = assisted_step(fast_env.with_assist(0.6, 60), held, zero)
+        off = assisted_step(fast_env.with_assist(0.0, 1000), off, zero)
+        free = step(free, zero)
+        if t < 59:
+            assert not np.any(np.asarray(held.done)), t
+    # Held: truncated at the horizon, standing; at strength 0 the task's own physics.
+    assert np.all(np.asarray(held.info["truncated"])) and np.all(np.asarray(held.data.qpos[:, 2]) > 1.15)
+    np.testing.assert_array_equal(np.asarray(off.data.qpos), np.asarray(free.data.qpos))
+    # The limp humanoid falls within 20-90 steps unheld (the test above).
+    assert np.all(np.asarray(free.data.qpos[:, 2]) < 1.15)
+
+
 def test_contact_sensor_wrenches_equal_mjx_rne_postconstraint(fast_env, fast_batch_fns):
     """The observation's cinert (public fields) and cfrc_ext (contact sensors, any MJX implementation) equals what
     `mjx.rne_postconstraint` fills on the JAX implementation, on states with feet down."""

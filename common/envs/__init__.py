@@ -25,7 +25,7 @@ def _make_humanoid(config: HumanoidConfig) -> Humanoid:
             f"xml_path: {config.xml_path!r} must have a free root joint first and actuators"
         )
     return Humanoid(model=physics.put_model(mj_model, config.impl), config=config,
-                    wrenches=contact.WrenchSensors.of(mj_model))
+                    wrenches=contact.WrenchSensors.of(mj_model), root_body=int(mj_model.jnt_bodyid[0]))
 
 
 _REGISTRY: dict[str, tuple[type, Callable[[Any], Env]]] = {

@@ -16,7 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import mujoco
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 from mujoco import mjx
 
 from common import contact, physics, robots
@@ -85,6 +85,37 @@ class HumanoidConfig:
         )
 
 
+class Assist(eqx.Module):
+    """A training curriculum's hand on the torso (Yu, Turk & Liu 2018, "Learning symmetric and
+    low-energy locomotion"): a spring-damper, applied at the torso's centre of mass, that
+    lifts it back to its start height and turns it back upright, while episodes end after
+    `horizon` steps, so that held-up episodes do not spend the env-step budget.
+
+    At `strength` 1 a torso 0.1 m below its start height is lifted by the body's weight, and
+    a tilt of 1 rad meets a torque of the body's weight at 1 m (gravity's toppling torque
+    on the whole body standing). The lift's damper is critical for the body's mass, the
+    turn's for the body's mass at 0.3 m, light enough to stay stable at the 3 ms substep.
+    """
+
+    strength: Float[Array, ""]
+    horizon: Int[Array, ""]
+
+    def wrenches(self, model: mjx.Model, data: mjx.Data, body: int) -> Float[Array, "nbody 6"]:
+        """`xfrc_applied`: the force and torque (world frame) on `body`, none elsewhere."""
+        mass = jnp.sum(model.body_mass)
+        weight = -mass * model.opt.gravity[2]
+        lift_k = weight / 0.1
+        lift = lift_k * (model.qpos0[2] - data.qpos[2]) - 2.0 * jnp.sqrt(lift_k * mass) * data.qvel[2]
+        up = data.xmat[body][:, 2]
+        # |up x z| = sin(tilt), along the axis that turns up back onto z; yaw is left free.
+        turn_k = weight * 1.0
+        spin = data.cvel[body, :3] * jnp.array([1.0, 1.0, 0.0])
+        torque = turn_k * jnp.cross(up, jnp.array([0.0, 0.0, 1.0])) - 2.0 * jnp.sqrt(turn_k * mass * 0.09) * spin
+        force = jnp.array([0.0, 0.0, 1.0]) * jnp.clip(lift, -2.0 * weight, 2.0 * weight)
+        wrench = self.strength * jnp.concatenate([force, torque])
+        return jnp.zeros_like(data.xfrc_applied).at[body].set(wrench)
+
+
 def _mass_center_x(model: mjx.Model, data: mjx.Data) -> Float[Array, ""]:
     mass = model.body_mass
     return jnp.sum(mass * data.xipos[:, 0]) / jnp.sum(mass)
@@ -121,11 +152,20 @@ class Humanoid(Env):
     # `config.healthy_z_min` (an array, so it may change between iterations without a
     # compile); evaluation envs leave it None and end episodes where Humanoid-v4 does.
     fall_height: Float[Array, ""] | None = None
+    # A training curriculum's hand on the torso; evaluation envs leave it None.
+    assist: Assist | None = None
+    # The body the free root joint moves: where the assist pushes.
+    root_body: int = eqx.field(static=True, default=1)
 
     def with_fall_height(self, height: Float[Array, ""]) -> Humanoid:
         """This env, its episodes ending where the torso sinks below `height`."""
         return eqx.tree_at(lambda e: e.fall_height, self, jnp.asarray(height, jnp.float32),
                            is_leaf=lambda x: x is None)
+
+    def with_assist(self, strength: Float[Array, ""], horizon: Int[Array, ""]) -> Humanoid:
+        """This env with the torso held at `strength` and episodes capped at `horizon` steps."""
+        assist = Assist(jnp.asarray(strength, jnp.float32), jnp.asarray(horizon, jnp.int32))
+        return eqx.tree_at(lambda e: e.assist, self, assist, is_leaf=lambda x: x is None)
 
     @property
     def observation_size(self) -> int:
@@ -168,7 +208,12 @@ class Humanoid(Env):
 
     def step(self, state: State, action: Float[Array, " act"]) -> State:
         c = self.config
-        step_fn = physics.make_step_fn(c.frame_skip)
+        horizon = c.episode_length
+        push = None
+        if self.assist is not None:
+            push = lambda d: self.assist.wrenches(self.model, d, self.root_body)
+            horizon = jnp.minimum(horizon, self.assist.horizon)
+        step_fn = physics.make_step_fn(c.frame_skip, push)
         data, ok = physics.guarded_step(step_fn, self.model, state.data, action, c.max_qvel)
 
         dt = self.model.opt.timestep * c.frame_skip
@@ -184,7 +229,7 @@ class Humanoid(Env):
         z_min = c.healthy_z_min if self.fall_height is None else self.fall_height
         healthy_now = (z > z_min) & (z < c.healthy_z_max)
         steps = state.info["steps"] + 1
-        truncated = steps >= c.episode_length
+        truncated = steps >= horizon
         done = ~ok | ~healthy_now | truncated
 
         metrics = {
