@@ -128,14 +128,14 @@ def _validate_assist(config: ml_collections.ConfigDict) -> None:
     number(config, "assist", at_least=0)
     config_lib.non_negative_int(config, "assist_env_steps")
     positive_int(config, "assist_horizon")
-    require(config.assist_horizon <= config.horizon, "assist_horizon", f"must be <= horizon = {config.horizon}",
-            config.assist_horizon)
     if not config.assist:
         require(config.assist_env_steps == 0, "assist_env_steps", "must be 0 where assist is 0 (no assist to "
                 "decay)", config.assist_env_steps)
         return
     require(config.assist_env_steps > 0, "assist_env_steps", "must be > 0 where assist > 0 (the env step by "
             "which the assist has fallen to 0)", config.assist_env_steps)
+    require(config.assist_horizon <= config.horizon, "assist_horizon", f"must be <= horizon = {config.horizon}",
+            config.assist_horizon)
 
 
 def _validate_policy(p: ml_collections.ConfigDict) -> None:

@@ -51,7 +51,7 @@ def _config(**overrides):
         ({"assist": 0.5}, "assist_env_steps"),
         ({"assist_env_steps": 1000}, "assist_env_steps"),
         ({"assist": 0.5, "assist_env_steps": 1000, "assist_horizon": 0}, "assist_horizon"),
-        ({"assist_horizon": 5000}, "assist_horizon"),
+        ({"assist": 0.5, "assist_env_steps": 1000, "assist_horizon": 5000}, "assist_horizon"),
         ({"strategy": "ARS", "schedule_env_steps": 1000}, "schedule_env_steps"),
         ({"strategy": "SNES", "init_from": "/no/such/run"}, "init_from"),
         ({"integrator": "semi-implicit"}, "integrator"),
