@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+import math
 import os
 import re
 import sys
@@ -123,3 +124,15 @@ def run(main: Callable[[Sequence[str]], None]) -> None:
     """`absl.app.run(main)` with one-line errors for bad flags and for `UserError`s."""
     logging.getLogger("jax._src.xla_bridge").addFilter(_DropTpuProbe())
     app.run(user_errors_exit(main), flags_parser=parse_flags)
+
+
+def parse_command(text: str) -> tuple[float, float, float]:
+    """`--command`'s 'vx,vy,wz' -> three finite floats, or one line naming the flag."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise UserError(f"--command: must be three numbers 'vx,vy,wz' (m/s, m/s, rad/s), got {text!r}")
+    return values

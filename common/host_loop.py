@@ -15,124 +15,43 @@ Both jitted functions are compiled ahead of time for the placed first state, thr
 persistent compile cache where `compile_cache_dir` names one.
 
 What differs between pipelines (experiment name, validation, trainer, log text, record
-fields, plots, extra summary fields) comes in a `Pipeline`; this module imports neither.
+fields, plots, extra summary fields, the defaults that complete an older run's config)
+comes in a `common.pipeline.Pipeline`; this module imports no pipeline.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import jax
 import ml_collections
 from absl import logging
-from jaxtyping import PRNGKeyArray
 
 from common import checkpoint, compile_cache, config as config_lib, launch, processes, results, sharding, video
 from common.errors import UserError
+from common.pipeline import Branch, Pipeline, Record, Trainer
 
-Record = dict[str, Any]
-
-
-class Trainer(Protocol):
-    """What the loop needs of a pipeline's trainer; the state is the pipeline's own pytree."""
-
-    # Jitted (`jax.jit`/`eqx.filter_jit`): the loop lowers and compiles them ahead of time.
-    iteration: Callable[[Any], tuple[Any, dict[str, Any]]]
-    evaluate: Callable[[Any, PRNGKeyArray], dict[str, Any]]
-
-    def init(self, key: PRNGKeyArray) -> Any: ...
-
-    def place(self, state: Any) -> Any: ...
-
-    def eval_key(self, state: Any) -> PRNGKeyArray: ...
-
-
-def _as_is(fields: dict[str, float]) -> dict[str, float]:
-    return fields
-
-
-def _no_fields(records: Sequence[Record], last_eval: Record | None) -> dict[str, Any]:
-    del records, last_eval
-    return {}
-
-
-@dataclasses.dataclass(frozen=True)
-class Branch:
-    """Where a fresh run that starts from another run's state begins."""
-
-    # The first state (unplaced), as `Trainer.init` would return it.
-    state: Any
-    # Env steps the source had lived: the run's records count on from them.
-    env_steps: int
-    # What iteration 0's record keeps of the source (its iteration and env steps; the path
-    # is in config.json).
-    record: Record
-
-
-@dataclasses.dataclass(frozen=True)
-class Pipeline:
-    """Everything in which one pipeline's run differs from the other's."""
-
-    # Runs go to results_dir/<experiment>/<run_name>/; compile-cache markers are named
-    # <experiment>_iteration and <experiment>_evaluate.
-    experiment: str
-    # `validate(config, n_devices)` raises ConfigError before anything is built.
-    validate: Callable[[ml_collections.ConfigDict, int], None]
-    # `make_trainer(config, mesh, **env_overrides)`; may raise UserError for input only
-    # it can check.
-    make_trainer: Callable[..., Trainer]
-    # What the compile-cache markers record as the compiled shape, beyond the fields
-    # every run shares (horizon, physics, impl, device count).
-    compile_shape: Callable[[ml_collections.ConfigDict, Trainer], dict[str, Any]]
-    # One line, logged after compiling, saying what an iteration does.
-    banner: Callable[[ml_collections.ConfigDict, Trainer], str]
-    # An iteration's figures for its log line, from its record; ends with " | ".
-    progress: Callable[[Record], str]
-    # Writes the plots from the run's records at the end.
-    plot: Callable[[results.RunDir, Trainer], None]
-    # `playback(trainer, state, seconds, command)`: the state's deterministic policy for a
-    # clip of `seconds` (the final video, `experiments.play`, the export check);
-    # `command` (vx, vy, wz) is for walkers, None meaning the run's own.
-    playback: Callable[[Trainer, Any, float, tuple[float, float, float] | None], video.Playback]
-    # Renames or drops an evaluation's metrics on their way into a record; the result
-    # must hold `eval_return`.
-    eval_fields: Callable[[dict[str, float]], dict[str, float]] = _as_is
-    # Summary fields beyond the shared ones, from the records and the latest evaluation
-    # (in a resumed run that has not evaluated since, the whole last record holding one).
-    summary_fields: Callable[[Sequence[Record], Record | None], dict[str, Any]] = _no_fields
-    # `keep_inputs(config, run_path)`: copies the input files the run depends on into its
-    # directory (checking a resumed run's copies) and returns what to record of them.
-    keep_inputs: Callable[[ml_collections.ConfigDict, str], dict[str, Any]] = lambda config, path: {}
-    # `init_from(config, trainer)`: the `Branch` a fresh run starts from, where its config
-    # names another run; None otherwise. Called only for a run with no checkpoint yet, and
-    # before its directory is opened, so a bad source never creates one.
-    init_from: Callable[[ml_collections.ConfigDict, Trainer], Branch | None] = lambda config, trainer: None
-
+__all__ = ["Branch", "Pipeline", "Record", "Trainer", "run", "restore_latest"]
 
 def _floats(tree: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in tree.items()}
 
 
-def run(config: ml_collections.ConfigDict, pipeline: Pipeline,
-        defaults: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, pipeline: Pipeline) -> dict[str, Any]:
     """Trains (or resumes) the run that `config` names with `pipeline`; returns its summary.
 
-    `defaults` holds every field at the value that keeps a run made before the field
-    existed as it ran: a resumed run's config.json is read as completed from it.
+    A resumed run's config.json is read as completed from `pipeline.defaults()`.
     """
     # From the start: a signal while compiling (minutes on a GPU) stops the run at its
     # first chance, with a checkpoint, rather than killing it.
     with launch.StopFlag() as stop:
-        return _run(config, pipeline, stop, defaults)
+        return _run(config, pipeline, stop)
 
 
-def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.StopFlag,
-         defaults: ml_collections.ConfigDict | None) -> dict[str, Any]:
+def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.StopFlag) -> dict[str, Any]:
     # Before JAX starts its threads: this forks git.
     commit = launch.code_commit()
     launch.request_cpu_devices(config.cpu_devices)
@@ -151,8 +70,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
     own_path = os.path.join(config.results_dir, pipeline.experiment, results.run_name(resolved))
     fresh = not checkpoint.saved_steps(own_path)
     branch = pipeline.init_from(config, trainer) if fresh else None
-    run_dir = _open_run_dir(config, pipeline, resolved, main,
-                            None if defaults is None else config_lib.to_dict(defaults))
+    run_dir = _open_run_dir(config, pipeline, resolved, main, config_lib.to_dict(pipeline.defaults()))
     logging.info("results in %s", run_dir.path)
     if main:
         inputs = pipeline.keep_inputs(config, run_dir.path)
@@ -304,7 +222,7 @@ def _run(config: ml_collections.ConfigDict, pipeline: Pipeline, stop: launch.Sto
 
 
 def _open_run_dir(config: ml_collections.ConfigDict, pipeline: Pipeline, resolved: dict[str, Any],
-                  main: bool, defaults: dict[str, Any] | None) -> results.RunDir:
+                  main: bool, defaults: dict[str, Any]) -> results.RunDir:
     """The run's directory: process 0 opens it (or refuses it, with the reason); the
     others then read it without writing."""
     args = (config.results_dir, pipeline.experiment, results.run_name(resolved), resolved)

@@ -4,33 +4,31 @@ and printed as JSON lines.
     python -m experiments.benchmark --config=configs/es.py [--config.candidate_chunk=256 ...]
     python -m experiments.benchmark --config=configs/ppo_amp_cpu.py [--config.num_envs=64 ...]
 
-The config's env says which pipeline it trains: the humanoid's lines are
-`experiments/benchmark_es.py`'s (per physics profile: `mjx_physics`, `mjx_env_step`,
-`mujoco_c_rollout`, then `es_population_rollout` and `es_iteration`), the biped's are
-`experiments/benchmark_ppo.py`'s (`mjx_physics`, `mjx_env_step`, `ppo_rollout`,
-`ppo_amp_iteration`); their docstrings say what each line runs. Each line is timed by
-`experiments.measure` (round-robin, the fastest of `--repeats` calls) and names its
-`baseline`, with `baseline_steps_per_s` and `ratio` = its env-steps/s over the
-baseline's. Flags of the other pipeline are refused. Each line also carries the machine,
-versions and compile seconds; the records are kept in
-`results_dir/benchmark/[ppo_amp-]<run_name>/` like any run's metrics.
+The config's env names the pipeline (`experiments.pipelines`), whose `benchmark` makes
+the lines: the humanoid's are `humanoid_es/benchmark.py`'s (per physics profile:
+`mjx_physics`, `mjx_env_step`, `mujoco_c_rollout`, then `es_population_rollout` and
+`es_iteration`), the biped's `ppo_amp/benchmark.py`'s (`mjx_physics`, `mjx_env_step`,
+`ppo_rollout`, `ppo_amp_iteration`); their docstrings say what each line runs. Each line
+is timed by `common.measure` (round-robin, the fastest of `--repeats` calls) and names
+its `baseline`, with `baseline_steps_per_s` and `ratio` = its env-steps/s over the
+baseline's. Flags another pipeline's configs take are refused. Each line also carries
+the machine, versions and compile seconds; the records are kept in
+`results_dir/benchmark/<experiment>-<run_name>/` like any run's metrics.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
-from common import cli, compile_cache, config as config_lib, launch, processes, results, robots, sharding
-from experiments import benchmark_es, benchmark_ppo, measure
-from humanoid_es import config as es_config
-from ppo_amp import config as ppo_config
+from common import cli, compile_cache, config as config_lib, launch, processes, results, sharding
+from experiments import pipelines
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "ES or PPO+AMP config file.", lock_config=True)
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per line (round-robin); the fastest is kept.")
@@ -45,23 +43,8 @@ _ACTUATOR_NET = flags.DEFINE_string(
 _ROLLOUTS = flags.DEFINE_integer(
     "ppo_rollouts", 1, "PPO+AMP: the physics baselines' horizon in rollouts (horizon = this x rollout_length).")
 
-_ES_FLAGS = ("profiles", "c_threads", "es", "gym_horizon")
-_PPO_FLAGS = ("ppo_rollouts",)
-
-
-def _check_flags(es: bool) -> None:
-    """Bad values, and flags of the other pipeline, end in one line."""
-    if _REPEATS.value < 1:
-        raise config_lib.ConfigError(f"--repeats: must be a positive integer, got {_REPEATS.value}")
-    for name in _PPO_FLAGS if es else _ES_FLAGS:
-        if flags.FLAGS[name].present:
-            raise config_lib.ConfigError(f"--{name}: measures {'PPO+AMP' if es else 'ES'} configs only, and "
-                                         f"--config is {'an ES' if es else 'a PPO+AMP'} config")
-    if es:
-        for p in _PROFILES.value:
-            config_lib.require(p in robots.PROFILES, "profiles", "unknown physics profile", p)
-    elif _ROLLOUTS.value < 1:
-        raise config_lib.ConfigError(f"--ppo_rollouts: must be a positive integer, got {_ROLLOUTS.value}")
+# The flags some pipelines' configs take and others refuse (`Pipeline.tool_flags`).
+_CONFIG_FLAGS = ("profiles", "c_threads", "es", "gym_horizon", "actuator_net", "ppo_rollouts")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -69,37 +52,28 @@ def main(argv: Sequence[str]) -> None:
     if _CONFIG.value is None:
         raise config_lib.ConfigError("--config: name an ES or PPO+AMP config file (configs/*.py)")
     config = _CONFIG.value.copy_and_resolve_references()
-    config_lib.require(config.env in (es_config.ENV, ppo_config.ENV), "env",
-                       f"must be {es_config.ENV!r} (ES) or {ppo_config.ENV!r} (PPO+AMP)", config.env)
-    es = config.env == es_config.ENV
-    _check_flags(es)
-    if es:
-        # Every line runs whole horizons: early exit (and the work queue built on it)
-        # would make the step counts depend on when members fall.
-        config.early_exit_block = 0
-        config.rollout_queue = False
+    pipeline = pipelines.for_env(config.env)
+    # Bad values, and flags of another pipeline, end in one line before anything is built.
+    if _REPEATS.value < 1:
+        raise config_lib.ConfigError(f"--repeats: must be a positive integer, got {_REPEATS.value}")
+    pipelines.refuse_foreign(pipeline, _CONFIG_FLAGS, what="configs")
+    options = pipelines.options(pipeline, _CONFIG_FLAGS)
+    for profile in options.get("profiles", ()):
+        config_lib.require(profile in pipeline.profiles, "profiles", "unknown physics profile", profile)
+    if options.get("ppo_rollouts", 1) < 1:
+        raise config_lib.ConfigError(f"--ppo_rollouts: must be a positive integer, got {_ROLLOUTS.value}")
+    pipeline.benchmark_config(config)
     launch.request_cpu_devices(config.cpu_devices)
     processes.initialize()
     # The rules of training, with its one-line errors, before anything is built.
-    (es_config if es else ppo_config).validate(config, jax.device_count())
+    pipeline.validate(config, jax.device_count())
     launch.check_cpu_devices(config.cpu_devices)
     mesh = sharding.make_mesh()
-
-    def measure_all(cache_dir: str | None):
-        if not es:
-            yield from measure.measure(benchmark_ppo.jobs(config, mesh, _ROLLOUTS.value, _ACTUATOR_NET.value), repeats=_REPEATS.value,
-                                       cache_dir=cache_dir)
-            return
-        for profile in _PROFILES.value:
-            jobs = benchmark_es.profile_jobs(config, profile, mesh, gym_horizon=_GYM_HORIZON.value,
-                                             c_threads=_C_THREADS.value, with_es=_ES.value)
-            yield from measure.measure(jobs, repeats=_REPEATS.value, cache_dir=cache_dir)
-        benchmark_es.finish()
-
-    _record(config, "" if es else "ppo_amp-", measure_all)
+    _record(config, f"{pipeline.experiment}-",
+            lambda cache_dir: pipeline.benchmark(config, mesh, options, _REPEATS.value, cache_dir))
 
 
-def _record(config: ml_collections.ConfigDict, prefix: str, lines: Callable[[str | None], object]) -> None:
+def _record(config: ml_collections.ConfigDict, prefix: str, lines: Callable[[str | None], Iterator[dict]]) -> None:
     """Prints each of `lines(cache_dir)` as JSON as it comes and keeps them in
     `results_dir/benchmark/<prefix><run_name>/`."""
     launch.log_banner()

@@ -5,25 +5,7 @@ command with the same `--config.run_name` resumes that run. With `--config.start
 runs K independent starts and continues the longest-lived one (`humanoid_es.starts`).
 """
 
-from collections.abc import Sequence
-
-from ml_collections import config_flags
-
-from common import cli, host_loop
-from configs import es as es_fields
-from humanoid_es import hooks, starts
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/es.py", "ES config file.", lock_config=True)
-
-
-def main(argv: Sequence[str]) -> None:
-    del argv
-    config = _CONFIG.value
-    if config.starts > 1:
-        starts.run(config, hooks.PIPELINE, es_fields.fields())
-    else:
-        host_loop.run(config, hooks.PIPELINE, es_fields.fields())
-
+from experiments import train
 
 if __name__ == "__main__":
-    cli.run(main)
+    train.main("es")

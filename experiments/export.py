@@ -4,12 +4,13 @@
     python -m experiments.export --run=results/es/cpu
     python -m experiments.export --inspect=results/ppo_amp/cpu/export/policy.onnx
 
-The biped's actor takes the 45 raw observation values and returns the 12 actions in
-[-1, 1] (`ppo_amp/export.py`); the ES reservoir takes the humanoid's 376 values and its
-recurrent state and returns the 17 controls and the next state (`humanoid_es/export.py`).
-Both fold the run's observation normaliser in. The model's `metadata_props` hold JSON
-values read from the run's resolved config and MJCF (the pipeline's list, plus run
-name, config hash, code commit and iteration); `--inspect` prints them.
+The graph is the run's pipeline's (`Pipeline.export`): the biped's actor takes the 45 raw
+observation values and returns the 12 actions in [-1, 1] (`ppo_amp/export.py`); the ES
+reservoir takes the humanoid's 376 values and its recurrent state and returns the 17
+controls and the next state (`humanoid_es/export.py`). Both fold the run's observation
+normaliser in. The model's `metadata_props` hold JSON values read from the run's
+resolved config and MJCF (the pipeline's list, plus run name, config hash, code commit,
+iteration and experiment); `--inspect` prints them.
 
 Before it reports success the command checks the model (`onnx.checker`), plays the
 policy in MJX for `--observations` recorded observations (16 envs, episodes restart)
@@ -30,11 +31,9 @@ import jax
 import numpy as np
 from absl import flags
 
-from common import cli, launch, onnx_export, results, video
+from common import cli, launch, onnx_export, results, saved_run, video
 from common.config import ConfigError, fingerprint, to_dict
-from experiments import saved_run
-from humanoid_es import export as es_export
-from ppo_amp import export as ppo_export
+from experiments import pipelines
 
 _RUN = flags.DEFINE_string("run", None, "Run directory: results_dir/<experiment>/<run_name>.")
 _OUTPUT = flags.DEFINE_string("output", None, "ONNX path; default <run>/export/policy.onnx.")
@@ -73,21 +72,17 @@ def main(argv: Sequence[str]) -> None:
         raise ConfigError(f"--tolerance: must be a positive number, got {_TOLERANCE.value}")
     if _OUTPUT.value is not None and not _OUTPUT.value.endswith(".onnx"):
         raise ConfigError(f"--output: must name an .onnx file, got {_OUTPUT.value!r}")
-    run = saved_run.open_run(_RUN.value)
+    run = pipelines.open_run(_RUN.value)
     trainer, state = saved_run.restore(run)
-    resolved = to_dict(run.config)
-    if run.is_walker:
-        g, inputs, outputs = ppo_export.graph(state.actor, state.obs_stats, run.config.ppo.obs_clip)
-        meta = ppo_export.metadata(trainer.env.config, trainer.env.config.load_mj_model())
-    else:
-        g, inputs, outputs = es_export.graph(trainer.policy(state), state.obs_stats)
-        meta = es_export.metadata(resolved, trainer.env.config.load_mj_model(), trainer.env.config.frame_skip)
+    exported = run.pipeline.export(trainer, state, run.config)
+    inputs, outputs, carry = exported.inputs, exported.outputs, exported.carry
     # The hash of config.json as the run wrote it: fields that later code adds with their
     # defaults do not change which run a model came from.
-    written = to_dict(saved_run.load_run_config(run.path))
-    meta.update(run_name=os.path.basename(run.path), config_hash=fingerprint(written, results.RESUMABLE_FIELDS),
-                code_commit=_code_commit(run.path), iteration=int(state.iteration), experiment=run.experiment)
-    model = onnx_export.build(g, inputs, outputs, meta, name=f"{run.experiment}_policy")
+    written = to_dict(saved_run.load_config(run.path))
+    meta = {**exported.metadata, "run_name": os.path.basename(run.path),
+            "config_hash": fingerprint(written, results.RESUMABLE_FIELDS), "code_commit": _code_commit(run.path),
+            "iteration": int(state.iteration), "experiment": run.experiment}
+    model = onnx_export.build(exported.graph, inputs, outputs, meta, name=f"{run.experiment}_policy")
     path = onnx_export.save(model, _OUTPUT.value or os.path.join(run.path, "export", "policy.onnx"))
 
     # The policy's own observations: 16 envs played until there are enough of them.
@@ -97,7 +92,7 @@ def main(argv: Sequence[str]) -> None:
     key_play, key_random = jax.random.split(jax.random.PRNGKey(_SEED.value))
     trajectory = jax.device_get(video.record_playback(playback, key_play, batch=_ENVS))
     flat = lambda x: np.asarray(x).reshape(-1, *np.shape(x)[2:])[: _OBSERVATIONS.value]
-    obs, carry = flat(trajectory.obs), jax.tree.map(flat, trajectory.carry)
+    obs, state_in = flat(trajectory.obs), jax.tree.map(flat, trajectory.carry)
     # Random observations around the normaliser's statistics, 3 std wide, as a second set.
     stats = state.obs_stats
     noise = np.asarray(jax.random.normal(key_random, obs.shape))
@@ -105,13 +100,17 @@ def main(argv: Sequence[str]) -> None:
     act = jax.jit(jax.vmap(playback.act, in_axes=(None, 0, 0)))
 
     def check(observations: np.ndarray) -> float:
-        new_carry, action = jax.device_get(act(playback.params, carry, observations))
-        feeds = {"obs": observations} | ({} if run.is_walker else {"h": carry})
-        expected = {"action": action} | ({} if run.is_walker else {"h_next": new_carry})
+        state_out, action = jax.device_get(act(playback.params, state_in, observations))
+        feeds = {"obs": observations} | ({} if carry is None else {carry[0]: state_in})
+        expected = {"action": action} | ({} if carry is None else {carry[1]: state_out})
         return onnx_export.verify(path, feeds, expected)
 
     recorded_error, random_error = check(obs), check(random_obs.astype(np.float32))
-    one_row = lambda i: {"obs": obs[i % len(obs)][None]} | ({} if run.is_walker else {"h": carry[i % len(obs)][None]})
+
+    def one_row(i: int) -> dict[str, np.ndarray]:
+        row = i % len(obs)
+        return {"obs": obs[row][None]} | ({} if carry is None else {carry[0]: state_in[row][None]})
+
     line = {"path": path, "run": run.path, "iteration": int(state.iteration), "inputs": inputs, "outputs": outputs,
             "observations": int(obs.shape[0]), "max_abs_error": recorded_error, "random_max_abs_error": random_error,
             **onnx_export.latency(path, one_row), "metadata_keys": sorted(meta)}

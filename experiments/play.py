@@ -25,9 +25,9 @@ from collections.abc import Sequence
 import jax
 from absl import flags
 
-from common import cli, video
+from common import cli, saved_run, video
 from common.config import ConfigError
-from experiments import saved_run
+from experiments import pipelines
 
 _RUN = flags.DEFINE_string("run", None, "Run directory: results_dir/<experiment>/<run_name>.", required=True)
 _SECONDS = flags.DEFINE_float("seconds", 10.0, "Seconds of play to render.")
@@ -39,14 +39,14 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the episodes' initial states.")
 
 def main(argv: Sequence[str]) -> None:
     del argv
-    command = None if _COMMAND.value is None else saved_run.parse_command(_COMMAND.value)
+    command = None if _COMMAND.value is None else cli.parse_command(_COMMAND.value)
     if not (math.isfinite(_SECONDS.value) and _SECONDS.value > 0):
         raise ConfigError(f"--seconds: must be a positive number, got {_SECONDS.value}")
     if _OUTPUT.value is not None and not _OUTPUT.value.endswith(".mp4"):
         raise ConfigError(f"--output: must name an .mp4 file, got {_OUTPUT.value!r}")
-    run = saved_run.open_run(_RUN.value, _PHYSICS.value)
-    if command is not None and not run.is_walker:
-        raise ConfigError(f"--command: only PPO+AMP runs take a velocity command; {run.path!r} is an ES run")
+    run = pipelines.open_run(_RUN.value, _PHYSICS.value)
+    pipelines.refuse_foreign(run.pipeline, ("command",))
+    walker = "command" in run.pipeline.tool_flags
     trainer, state = saved_run.restore(run)
     iteration = int(state.iteration)
     suffix = f"-{_PHYSICS.value}" if _PHYSICS.value else ""
@@ -54,7 +54,7 @@ def main(argv: Sequence[str]) -> None:
     playback = run.pipeline.playback(trainer, state, _SECONDS.value, command)
     clip = video.record_clip(playback, jax.random.PRNGKey(_SEED.value), output)
     print(json.dumps({"run": run.path, "iteration": iteration, "physics": run.physics,
-                      **({"command": list(command or run.config.eval_command)} if run.is_walker else {}),
+                      **({"command": list(command or run.config.eval_command)} if walker else {}),
                       **clip}), flush=True)
 
 

@@ -4,21 +4,7 @@ Any config field can be overridden (`--config.num_envs=1024 --config.amp.enabled
 the same command with the same `--config.run_name` resumes that run.
 """
 
-from collections.abc import Sequence
-
-from ml_collections import config_flags
-
-from common import cli, host_loop
-from configs import ppo_amp as ppo_defaults
-from ppo_amp import hooks
-
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/ppo_amp.py", "PPO+AMP config file.", lock_config=True)
-
-
-def main(argv: Sequence[str]) -> None:
-    del argv
-    host_loop.run(_CONFIG.value, hooks.PIPELINE, ppo_defaults.get_config())
-
+from experiments import train
 
 if __name__ == "__main__":
-    cli.run(main)
+    train.main("ppo_amp")

@@ -18,10 +18,10 @@ import jax
 import ml_collections
 from absl import logging
 
-from common import config as config_lib, host_loop, results
+from common import config as config_lib, host_loop, results, robots
 from common.checkpoint import CheckpointError
 from common.config import ConfigError
-from humanoid_es import config as es_config
+from humanoid_es import benchmark, config as es_config, fields, starts, tools
 from humanoid_es.trainer import Trainer
 
 EXPERIMENT = "es"
@@ -141,8 +141,21 @@ def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any]
 
 PIPELINE = host_loop.Pipeline(
     experiment=EXPERIMENT,
+    title="ES",
+    env=es_config.ENV,
+    config_file="configs/es.py",
+    defaults=fields.fields,
+    profiles=tuple(robots.PROFILES),
+    physics_overrides=es_config.PHYSICS_OVERRIDES,
     validate=es_config.validate,
     make_trainer=Trainer,
+    train=starts.train,
+    export=tools.export,
+    tool_flags=tools.TOOL_FLAGS,
+    evaluate=tools.evaluate,
+    sim2sim=tools.sim2sim,
+    benchmark=benchmark.lines,
+    benchmark_config=benchmark.prepare,
     compile_shape=_compile_shape,
     banner=_banner,
     progress=_progress,

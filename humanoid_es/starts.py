@@ -89,10 +89,14 @@ def combine(starts: Sequence[Sequence[Record]], chosen: int, continuation: Seque
     return out + [placed(r, chosen, others) for r in continuation]
 
 
-def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline,
-        defaults: ml_collections.ConfigDict | None = None) -> dict[str, Any]:
+def train(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline) -> dict[str, Any]:
+    """The ES training command's run: `run`'s starts where `config.starts` > 1, else one run."""
+    return run(config, pipeline) if config.starts > 1 else host_loop.run(config, pipeline)
+
+
+def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline) -> dict[str, Any]:
     """Runs (or resumes) every start, then the chosen one's continuation; returns its summary,
-    or the summary of the start a signal stopped. `defaults` as in `host_loop.run`."""
+    or the summary of the start a signal stopped."""
     pipeline.validate(config, 1)
     name = results.run_name(config_lib.to_dict(config))
     base = os.path.join(config.results_dir, pipeline.experiment)
@@ -110,7 +114,7 @@ def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline,
             continue
         logging.info("start %d of %d (seed %d) to %d env steps", k + 1, config.starts,
                      config.seed * config.starts + k, config.start_env_steps)
-        summary = host_loop.run(start_config(config, name, k, config.start_env_steps), pipeline, defaults)
+        summary = host_loop.run(start_config(config, name, k, config.start_env_steps), pipeline)
         if summary["stopped_by_signal"]:
             return summary
     starts = [until_choice(results.read_records(p), config.start_env_steps) for p in paths]
@@ -124,7 +128,7 @@ def run(config: ml_collections.ConfigDict, pipeline: host_loop.Pipeline,
     if main:
         _write(own, figures, chosen, combine(starts, chosen, []))
     continued = start_config(config, name, chosen, config.max_env_steps - others, config.video_seconds)
-    summary = host_loop.run(continued, pipeline, defaults)
+    summary = host_loop.run(continued, pipeline)
     summary = {**summary, "env_steps": others + summary["env_steps"], "chosen_start": chosen,
                "chosen_run_dir": paths[chosen]}
     if main:

@@ -19,7 +19,8 @@ import ml_collections
 import numpy as np
 
 from common import host_loop, results
-from ppo_amp import config as ppo_config
+from common.envs.biped import config as biped_config
+from ppo_amp import benchmark, config as ppo_config, fields, tools
 from ppo_amp.trainer import Trainer
 
 EXPERIMENT = "ppo_amp"
@@ -71,21 +72,30 @@ def _summary_fields(records: Sequence[dict[str, Any]], last_eval: dict[str, Any]
     return {"final_eval": last_eval, "late_disc_accuracy": _late_mean(records, _DISC_FIGURES)}
 
 
-# Where a run keeps the actuator net it trains with (experiments.evaluate reads it there).
-ACTUATOR_NET_COPY = "actuator_net.npz"
-
-
 def _keep_inputs(config: ml_collections.ConfigDict, run_path: str) -> dict[str, Any]:
     if config.task.actuator != "learned":
         return {}
     return {"actuator_net": results.keep_input(run_path, "task.actuator_net", config.task.actuator_net,
-                                               ACTUATOR_NET_COPY)}
+                                               tools.ACTUATOR_NET_COPY)}
 
 
 PIPELINE = host_loop.Pipeline(
     experiment=EXPERIMENT,
+    title="PPO+AMP",
+    env=ppo_config.ENV,
+    config_file="configs/ppo_amp.py",
+    defaults=fields.fields,
+    profiles=tuple(biped_config.PROFILES),
+    physics_overrides=ppo_config.PHYSICS_OVERRIDES,
     validate=ppo_config.validate,
     make_trainer=Trainer,
+    train=host_loop.run,
+    export=tools.export,
+    tool_flags=tools.TOOL_FLAGS,
+    evaluate=tools.evaluate,
+    sim2sim=tools.sim2sim,
+    benchmark=benchmark.lines,
+    open_config=tools.open_config,
     compile_shape=_compile_shape,
     banner=_banner,
     progress=_progress,

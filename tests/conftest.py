@@ -64,9 +64,9 @@ def final_state(run: str) -> list:
     import numpy as np
 
     from common import host_loop
-    from experiments import saved_run
+    from experiments import pipelines
 
-    saved = saved_run.open_run(run)
+    saved = pipelines.open_run(run)
     _, state = host_loop.restore_latest(run, saved.config, saved.pipeline)
     return [np.asarray(x) for x in jax.tree.leaves(state) if np.issubdtype(np.asarray(x).dtype, np.floating)]
 

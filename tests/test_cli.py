@@ -25,6 +25,22 @@ def test_unknown_field_names_the_field_meant():
     assert cli.unknown_field_message(config, "zzzz", "config", "c.py") == "--config.zzzz: c.py has no field `zzzz`"
 
 
+def test_the_table_holds_each_pipeline_once_and_finds_it_by_experiment_and_env():
+    from experiments import pipelines
+
+    table = pipelines.TABLE
+    assert sorted(table) == ["es", "ppo_amp"]
+    assert len({p.env for p in table.values()}) == len({p.title for p in table.values()}) == len(table)
+    for name, pipeline in table.items():
+        assert pipeline.experiment == name and pipelines.for_env(pipeline.env) is pipeline
+        assert os.path.isfile(os.path.join(REPO_ROOT, pipeline.config_file))
+        # Its defaults are a config of its own env, under one of its own profiles.
+        defaults = pipeline.defaults()
+        assert defaults.env == pipeline.env and defaults.physics in pipeline.profiles
+    with pytest.raises(config_lib.ConfigError, match=r"^config\.env: must be one of 'humanoid' \(ES\), "):
+        pipelines.for_env("quadruped")
+
+
 def _run(args, jax_platforms="no_such_platform"):
     env = dict(os.environ)
     env.pop("JAX_PLATFORMS", None)
@@ -66,13 +82,13 @@ def es_run_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (("experiments.play", "--command=0.5,0,0"), "--command: only PPO+AMP runs take a velocity command"),
+    (("experiments.play", "--command=0.5,0,0"), "--command: ES runs do not take it (only PPO+AMP runs do)"),
     (("experiments.play", "--output=clip.gif"), "--output: must name an .mp4 file"),
-    (("experiments.play", "--physics=mjcf"), "--physics: an ES run needs a humanoid profile"),
+    (("experiments.play", "--physics=mjcf"), "--physics: ES runs take one of"),
     (("experiments.export", "--observations=3"), "--observations: must be at least 16"),
     (("experiments.sim2sim",), "--gymnasium: an ES run is checked in Gymnasium's Humanoid-v4"),
     (("experiments.sim2sim", "--gymnasium"), "does not exist; write it with `python -m experiments.export"),
-    (("experiments.evaluate", "--suite=robustness"), "--suite: the robustness suite is for PPO+AMP runs"),
+    (("experiments.evaluate", "--suite=robustness"), "--suite: ES runs do not take it (only PPO+AMP runs do)"),
 ])
 def test_run_commands_refuse_bad_input_in_one_line(es_run_dir, args, expected):
     assert expected in _run((*args, f"--run={es_run_dir}"), jax_platforms=None)

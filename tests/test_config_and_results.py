@@ -249,14 +249,14 @@ def test_a_run_from_before_later_fields_opens_with_their_defaults(tmp_path):
     `policy.obs_norm`, `policy.action_map`, `config.task` and the biped's heading hold:
     the evaluation tools read them, every missing field at the default that keeps the
     behaviour they trained with, and their own values as they were."""
-    from experiments import saved_run
+    from experiments import pipelines
 
     old = config_lib.to_dict(es_test.get_config())
     old["pairs"], old["candidate_chunk"], old["policy"]["size"] = 8, 16, 32
     path = _old_run(tmp_path, "es", old, ("strategy", "max_env_steps", "policy.obs_norm", "policy.action_map",
                                           "task", "max_contact_points"))
     before = open(os.path.join(path, "config.json")).read()
-    c = saved_run.open_run(path).config
+    c = pipelines.open_run(path).config
     assert (c.pairs, c.candidate_chunk, c.policy.size) == (8, 16, 32)
     assert (c.strategy, c.max_env_steps, c.policy.obs_norm, c.policy.action_map) == ("perturbative", 0, "clip", "tanh")
     assert c.max_contact_points is None
@@ -268,19 +268,19 @@ def test_a_run_from_before_later_fields_opens_with_their_defaults(tmp_path):
     walker = config_lib.to_dict(ppo_amp_test.get_config())
     walker["num_envs"] = 16
     path = _old_run(tmp_path, "ppo_amp", walker, ("task.heading_hold", "max_env_steps"))
-    c = saved_run.open_run(path).config
+    c = pipelines.open_run(path).config
     assert c.num_envs == 16 and c.max_env_steps == 0
     assert c.task.heading_hold == ppo_amp_test.get_config().task.heading_hold
 
 
 def test_a_directory_without_a_readable_config_is_one_clear_error(tmp_path):
-    from experiments import saved_run
+    from experiments import pipelines
 
     empty = tmp_path / "es" / "empty"
     empty.mkdir(parents=True)
     with pytest.raises(config_lib.ConfigError, match=r"^--run: '.*empty': no config\.json in it \(not a run"):
-        saved_run.open_run(str(empty))
+        pipelines.open_run(str(empty))
     (empty / "config.json").write_text('{"pairs": 8,')
     with pytest.raises(config_lib.ConfigError, match=r"^--run: '.*empty': its config\.json is unreadable"):
-        saved_run.open_run(str(empty))
+        pipelines.open_run(str(empty))
     assert os.listdir(empty) == ["config.json"]

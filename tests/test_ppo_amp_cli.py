@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from common import config as config_lib, onnx_export, results
 from common.errors import UserError
 from common.actuator import net as actuator_net
-from experiments import saved_run
+from experiments import pipelines
 from tests.conftest import REPO_ROOT, cache_flag, cli_env
 
 ENV = cli_env()
@@ -155,7 +155,7 @@ def test_evaluate_refuses_malformed_flags_in_one_line(tmp_path, flags, needles):
 
 
 def test_evaluate_refuses_bad_run_folders_in_one_line(run_dir, tmp_path):
-    """Every tool opens a run through `saved_run.open_run`: its refusals in process, and
+    """Every tool opens a run through `pipelines.open_run`: its refusals in process, and
     one through the command line, which prints it as the only line."""
     config = os.path.join(run_dir, "config.json")
     (tmp_path / "ppo_amp" / "empty").mkdir(parents=True)
@@ -166,11 +166,11 @@ def test_evaluate_refuses_bad_run_folders_in_one_line(run_dir, tmp_path):
         ((str(tmp_path), None), r"^--run: .*no config\.json"),
         ((f"{tmp_path}/ppo_amp/empty", None), r"^--run: .*no checkpoints"),
         ((f"{tmp_path}/other/run", None), r"^--run: .*'other'"),
-        ((run_dir, "gym"), r"^--physics: .*biped"),
+        ((run_dir, "gym"), r"^--physics: PPO\+AMP runs take one of"),
     ]
     for (path, physics), message in cases:
         with pytest.raises(UserError, match=message):
-            saved_run.open_run(path, physics)
+            pipelines.open_run(path, physics)
     assert sorted(os.listdir(tmp_path / "ppo_amp" / "empty")) == ["config.json"]  # nothing written
     _one_error_line(_run(["experiments.evaluate", f"--run={tmp_path}/ppo_amp/empty"], timeout=60),
                     "--run:", "no checkpoints")

@@ -1,4 +1,4 @@
-"""Throughput of the ES pipeline on the humanoid, for `experiments.benchmark`.
+"""Throughput of the ES pipeline on the humanoid: `experiments.benchmark`'s lines for ES configs.
 
 For each physics profile, at batch `candidate_chunk` (split over the mesh as the
 population's chunks are) and `horizon` env steps (`gym_horizon` caps the slow `gym`):
@@ -15,13 +15,16 @@ and for the config's own profile (`es`):
     the shaping and the update; baseline `es_population_rollout`, the identical shape,
     sharding and rollout form, so `ratio` is the share of the iteration the physics and
     the rollout take (1.0: policy, noise and update cost nothing).
-Early exit and the work queue are off (`main` sets them), so every line runs whole
-horizons and the counts are exact.
+Early exit and the work queue are off (`prepare` sets them), so every line runs whole
+horizons and the counts are exact. The tool's flags `profiles`, `c_threads`, `es` and
+`gym_horizon` arrive as `options`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +35,7 @@ from jax.sharding import Mesh
 from mujoco import rollout as mj_rollout
 
 from common import envs, rollout
-from experiments.measure import Job, env_steps, physics_steps
+from common.measure import Job, env_steps, measure, physics_steps
 from humanoid_es import config as es_config
 from humanoid_es.trainer import Trainer
 
@@ -100,6 +103,21 @@ def es_jobs(config: ml_collections.ConfigDict, mesh: Mesh | None, fields: dict) 
     ]
 
 
-def finish() -> None:
-    """Stops MuJoCo C's rollout threads (kept between timed calls)."""
-    mj_rollout.shutdown_persistent_pool()
+def prepare(config: ml_collections.ConfigDict) -> None:
+    """Every line runs whole horizons: early exit (and the work queue built on it) would
+    make the step counts depend on when members fall."""
+    config.early_exit_block = 0
+    config.rollout_queue = False
+
+
+def lines(config: ml_collections.ConfigDict, mesh: Mesh | None, options: dict[str, Any], repeats: int,
+          cache_dir: str | None) -> Iterator[dict[str, Any]]:
+    """Every profile's lines in `options["profiles"]`, measured one profile at a time."""
+    try:
+        for profile in options["profiles"]:
+            jobs = profile_jobs(config, profile, mesh, gym_horizon=options["gym_horizon"],
+                                c_threads=options["c_threads"], with_es=options["es"])
+            yield from measure(jobs, repeats=repeats, cache_dir=cache_dir)
+    finally:
+        # MuJoCo C's rollout threads are kept between timed calls.
+        mj_rollout.shutdown_persistent_pool()

@@ -1,4 +1,4 @@
-"""Throughput of the PPO+AMP pipeline on the biped, for `experiments.benchmark`.
+"""Throughput of the PPO+AMP pipeline on the biped: `experiments.benchmark`'s lines for PPO+AMP configs.
 
 At batch `num_envs` (split over the mesh as the trainer splits its envs) under the
 config's own physics profile:
@@ -20,13 +20,16 @@ config's own physics profile:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
 
 from common import envs, rollout, sharding
-from experiments.measure import Job, env_steps, physics_steps
+from common.measure import Job, env_steps, measure, physics_steps
 from ppo_amp import config as ppo_config
 from ppo_amp.trainer import Trainer
 
@@ -76,3 +79,10 @@ def jobs(config: ml_collections.ConfigDict, mesh: Mesh | None, rollouts: int,
         Job("ppo_amp_iteration", trainer.iteration, state, iteration_steps, "ppo_rollout", iteration_fields),
         *learned,
     ]
+
+
+def lines(config: ml_collections.ConfigDict, mesh: Mesh | None, options: dict[str, Any], repeats: int,
+          cache_dir: str | None) -> Iterator[dict[str, Any]]:
+    """The lines over `options["ppo_rollouts"]` rollouts, with `options["actuator_net"]`'s where given."""
+    yield from measure(jobs(config, mesh, options["ppo_rollouts"], options["actuator_net"]), repeats=repeats,
+                       cache_dir=cache_dir)
