@@ -193,14 +193,14 @@ def _field_type(hint: Any) -> type:
     return typing.get_origin(hint) or hint
 
 
-def env_fields(config_cls: type, *, only: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
-               rename: dict[str, str] | None = None) -> ml_collections.ConfigDict:
-    """A config section of the env dataclass `config_cls`'s fields at their defaults.
+def dataclass_fields(config_cls: type, *, only: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
+                     rename: dict[str, str] | None = None) -> ml_collections.ConfigDict:
+    """A config section of the dataclass `config_cls`'s fields at their defaults.
 
-    The env's dataclass is the one place a default is written; a config holds its fields
-    (`only` these, less `exclude`, `rename`d {env field: config name}) and sets only its
-    deliberate departures. A None default becomes a typed placeholder that the command
-    line can fill.
+    The dataclass (an env's, a policy's) is the one place a default is written; a config
+    holds its fields (`only` these, less `exclude`, `rename`d {field: config name}) and
+    sets only its deliberate departures. A None default becomes a typed placeholder that
+    the command line can fill.
     """
     hints = typing.get_type_hints(config_cls)
     defaults = config_cls()

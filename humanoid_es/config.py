@@ -157,13 +157,8 @@ def _validate_policy(p: ml_collections.ConfigDict) -> None:
 
 
 def policy_config(config: ml_collections.ConfigDict) -> policy.ReservoirConfig:
-    p = config.policy
-    return policy.ReservoirConfig(
-        size=p.size, sparsity=p.sparsity, spectral_radius=p.spectral_radius, leak_rate=p.leak_rate,
-        input_scaling=p.input_scaling, bias_scaling=p.bias_scaling, readout_obs=p.readout_obs,
-        obs_clip=p.obs_clip, obs_std_floor=p.obs_std_floor, obs_features=p.obs_features,
-        obs_norm=p.obs_norm, action_map=p.action_map,
-    )
+    """The `policy` section as the reservoir's config (config.json holds tuples as lists)."""
+    return policy.ReservoirConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.policy.items()})
 
 
 def env_overrides(config: ml_collections.ConfigDict) -> dict[str, object]:

@@ -10,6 +10,7 @@ from ml_collections import config_dict
 from common import config as config_lib
 from common.envs.humanoid import HumanoidConfig
 from humanoid_es.config import TASK_EXCLUDE
+from humanoid_es.policy import ReservoirConfig
 
 
 def fields() -> ml_collections.ConfigDict:
@@ -44,48 +45,17 @@ def fields() -> ml_collections.ConfigDict:
     # "self": feet x floor and every pair of body parts the MJCF lets collide, "all":
     # the MJCF's), where None keeps the profile's; `max_contact_points` caps MJX's
     # contacts of each dimension at the deepest ones (None: all).
-    c.update(config_lib.env_fields(HumanoidConfig, only=config_lib.TOP_LEVEL_ENV_FIELDS))
+    c.update(config_lib.dataclass_fields(HumanoidConfig, only=config_lib.TOP_LEVEL_ENV_FIELDS))
     # The task itself (reward weights, termination, frame skip, contact geoms), every
     # field at HumanoidConfig's default, so config.json records each resolved value.
-    c.task = config_lib.env_fields(HumanoidConfig, exclude=TASK_EXCLUDE)
+    c.task = config_lib.dataclass_fields(HumanoidConfig, exclude=TASK_EXCLUDE)
     # Evaluate the mean policy every `eval_every` iterations on `eval_episodes` episodes.
     c.eval_every = 10
     c.eval_episodes = 16
 
-    # Reservoir policy (humanoid_es/policy.py).
-    c.policy = ml_collections.ConfigDict()
-    # Recurrent units; the recurrent matrix is size x size.
-    c.policy.size = 256
-    # Fraction of recurrent weights fixed at zero.
-    c.policy.sparsity = 0.9
-    # Largest |eigenvalue| of the recurrent matrix (< 1 keeps echoes fading).
-    c.policy.spectral_radius = 0.9
-    # Share of the new tanh activation mixed into the state each step.
-    c.policy.leak_rate = 0.5
-    # Input weights are uniform in +-input_scaling, biases in +-bias_scaling.
-    c.policy.input_scaling = 0.5
-    c.policy.bias_scaling = 0.1
-    # Readout sees [state, observation] (True) or the state alone.
-    c.policy.readout_obs = True
-    # Normalised observations are clipped to +-obs_clip (OpenAI ES uses 5).
-    c.policy.obs_clip = 5.0
-    # Observation std is floored here, so near-constant features are not amplified.
-    c.policy.obs_std_floor = 0.01
-    # The policy reads the first obs_features observation entries; 0 reads all 376.
-    # 45 keeps Humanoid-v4's joint positions and velocities (qpos[2:], qvel).
-    c.policy.obs_features = 0
-    # "clip" (std floored at obs_std_floor, clipped to +-obs_clip) or "ars" (ARS's rule:
-    # no clip, features with std < 1e-7 read 0).
-    c.policy.obs_norm = "clip"
-    # "tanh": scale tanh(.) + offset into the control range; "clip": linear, clamped to it.
-    c.policy.action_map = "tanh"
-    # Leaves ES trains, any of w_out, b_out, w_in, bias, w_rec; the rest stay as drawn.
-    c.policy.trainable = ("w_out", "b_out")
-    # The seed the frozen reservoir is drawn from, the draw `seed` = reservoir_seed makes
-    # (None: the run's seed). Fixed, the run's seed varies only the training noise and
-    # episodes (BENCHMARKS.md, "The reservoir or the noise?"). A branch (`init_from`)
-    # carries its source's reservoir instead.
-    c.policy.reservoir_seed = config_dict.placeholder(int)
+    # Reservoir policy: ReservoirConfig's fields at its defaults (humanoid_es/policy.py
+    # says what each does).
+    c.policy = config_lib.dataclass_fields(ReservoirConfig)
 
     # "perturbative" (this trainer's antithetic ES, noise regenerated from keys) or an
     # evosax 0.3.2 algorithm: "Open_ES", "ARS", "PGPE", "SNES", "Sep_CMA_ES" (asks for the

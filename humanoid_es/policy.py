@@ -35,20 +35,27 @@ ARS_ZERO_STD = 1e-7
 
 @dataclasses.dataclass(frozen=True)
 class ReservoirConfig:
-    """Shape and draw of the reservoir (all static)."""
+    """Shape, draw and trained part of the reservoir (all static): the ES config's `policy`
+    section holds exactly these fields (`ReservoirConfig(**config.policy)`)."""
 
+    # Recurrent units; the recurrent matrix is size x size.
     size: int = 256
-    # Fraction of recurrent weights that are zero.
+    # Fraction of recurrent weights fixed at zero.
     sparsity: float = 0.9
+    # Largest |eigenvalue| of the recurrent matrix (< 1 keeps echoes fading).
     spectral_radius: float = 0.9
+    # Share of the new tanh activation mixed into the state each step.
     leak_rate: float = 0.5
+    # Input weights are uniform in +-input_scaling, biases in +-bias_scaling.
     input_scaling: float = 0.5
     bias_scaling: float = 0.1
     # Readout sees the observation beside the reservoir state (extended state), so a
     # linear policy is a special case of this one.
     readout_obs: bool = True
+    # Normalised observations are clipped to +-obs_clip (OpenAI ES uses 5).
     obs_clip: float = 5.0
-    # Observation std below this is treated as this (see `normalizer.normalize`).
+    # Observation std below this is treated as this (see `normalizer.normalize`), so
+    # near-constant features are not amplified.
     obs_std_floor: float = 1e-2
     # The policy reads the first `obs_features` observation entries (0: all of them).
     # Humanoid-v4's first 45 are qpos[2:] and qvel; the other 331 (body inertias and
@@ -61,6 +68,13 @@ class ReservoirConfig:
     # as MuJoCo clamps ARS's linear policy (the same theta moves the action 1/scale as
     # much under tanh for small outputs).
     action_map: str = "tanh"
+    # Leaves ES trains, any of TRAINABLE_LEAVES; the rest stay as drawn.
+    trainable: tuple[str, ...] = ("w_out", "b_out")
+    # The seed the frozen reservoir is drawn from, the draw a run of `seed` =
+    # reservoir_seed makes (None: the run's seed). Fixed, the run's seed varies only the
+    # training noise and episodes (BENCHMARKS.md, "The reservoir or the noise?"). A branch
+    # (`init_from`) carries its source's reservoir instead.
+    reservoir_seed: int | None = None
 
 
 class Reservoir(eqx.Module):

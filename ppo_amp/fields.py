@@ -31,16 +31,16 @@ def fields() -> ml_collections.ConfigDict:
     c.xml_path = config_dict.placeholder(str)
     # physics "fast": explicit foot-floor contact pairs, the MJCF's integrator and solver;
     # solver_iterations / ls_iterations None keep the MJCF's (Newton, 2 and 4).
-    c.update(config_lib.env_fields(BipedWalkConfig, only=config_lib.TOP_LEVEL_ENV_FIELDS))
+    c.update(config_lib.dataclass_fields(BipedWalkConfig, only=config_lib.TOP_LEVEL_ENV_FIELDS))
     # Episode length in policy steps (50 Hz).
     c.horizon = BipedWalkConfig.episode_length
 
     # Task settings passed to the env (names as in BipedWalkConfig).
-    c.task = config_lib.env_fields(BipedWalkConfig, exclude=TASK_EXCLUDE)
+    c.task = config_lib.dataclass_fields(BipedWalkConfig, exclude=TASK_EXCLUDE)
     # Reward weights per second of simulated time (reward/<name> in the metrics).
     c.rewards = ml_collections.ConfigDict(dict(DEFAULT_REWARD_SCALES))
     # Domain randomisation, drawn per episode; `enabled` is BipedWalkConfig's `randomize`.
-    c.randomize = config_lib.env_fields(BipedWalkConfig, only=RANDOMIZE_FIELDS, rename=RANDOMIZE_RENAME)
+    c.randomize = config_lib.dataclass_fields(BipedWalkConfig, only=RANDOMIZE_FIELDS, rename=RANDOMIZE_RENAME)
 
     # Command curriculum: the command ranges widen from *_start to the full ranges.
     c.curriculum = ml_collections.ConfigDict()
