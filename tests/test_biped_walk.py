@@ -169,6 +169,26 @@ def test_a_batch_runs_finite_with_randomisation_and_auto_terminates():
     assert np.all(np.asarray(done)[-1])  # the time limit ends every episode
 
 
+def test_every_registered_reward_term_has_a_function_and_every_weight_a_term():
+    """The registry is the one list: the config's `rewards` section, the defaults and the
+    validation derive from it, and each term computes a finite scalar."""
+    from common.envs.biped import config as biped_config, rewards
+    from configs import ppo_amp
+
+    assert dict(ppo_amp.get_config().rewards) == {n: t.weight for n, t in rewards.TERMS.items()}
+    assert biped_config.REWARD_TERMS == tuple(rewards.TERMS)
+    q = rewards.StepQuantities(**{name: jnp.full(shape, 0.5) for name, shape in (
+        ("command", 3), ("base_lin_vel", 3), ("base_ang_vel", 3), ("projected_gravity", 3), ("base_height", ()),
+        ("joint_pos", 12), ("joint_vel", 12), ("joint_lower", 12), ("joint_upper", 12), ("torque", 12),
+        ("action", 12), ("last_action", 12), ("contact_force", 2), ("air_time", 2))},
+        first_contact=jnp.array([True, False]), terminated=jnp.array(True))
+    for name, term in rewards.TERMS.items():
+        value = term.fn(q, BipedWalkConfig())
+        assert value.shape == () and np.isfinite(value), name
+    with pytest.raises(ValueError, match=r"reward_scales: unknown or repeated terms \['stride'\]"):
+        validate(BipedWalkConfig(reward_scales=(*BipedWalkConfig().reward_scales, ("stride", 1.0))))
+
+
 def test_a_zero_weight_turns_a_reward_term_off():
     """Off terms are neither computed nor logged; reset and step agree on the metrics."""
     key = jax.random.PRNGKey(0)

@@ -13,6 +13,7 @@ import functools
 import mujoco
 
 from common import contact, robots
+from common.envs.biped import rewards
 
 # Observation terms the actor may read, in any order (`obs_terms`); sizes for 12 joints.
 OBS_TERM_SIZES = {
@@ -32,38 +33,10 @@ OBS_TERM_SCALE_FIELDS = {"base_ang_vel": "ang_vel_scale", "joint_vel": "joint_ve
 PRIVILEGED_TERMS = ("base_lin_vel", "foot_contact", "base_height", "push_force", "friction")
 PRIVILEGED_SIZES = {"base_lin_vel": 3, "foot_contact": 2, "base_height": 1, "push_force": 3, "friction": 1}
 
-# Reward terms, each logged as `reward/<name>`; the AMP style reward is added by the trainer.
-REWARD_TERMS = (
-    "tracking_lin_vel",
-    "tracking_ang_vel",
-    "torque",
-    "action_rate",
-    "joint_limit",
-    "base_height",
-    "orientation",
-    "feet_air_time",
-    "foot_contact_force",
-    "joint_velocity",
-    "power",
-    "termination",
-)
-
-DEFAULT_REWARD_SCALES = (
-    ("tracking_lin_vel", 1.5),
-    ("tracking_ang_vel", 0.75),
-    ("torque", -1e-4),
-    ("action_rate", -0.01),
-    ("joint_limit", -2.0),
-    ("base_height", -20.0),
-    ("orientation", -2.0),
-    ("feet_air_time", 1.0),
-    ("foot_contact_force", -0.01),
-    ("joint_velocity", -1e-4),
-    # Off by default; -2e-3 costs 0.33 per second at the 167 W of configs/ppo_amp_cpu.py's
-    # walk (BENCHMARKS.md, the robustness suite).
-    ("power", 0.0),
-    ("termination", -50.0),
-)
+# Reward terms, each logged as `reward/<name>`, and their default weights: the registry's
+# (common/envs/biped/rewards.py, TERMS).
+REWARD_TERMS = tuple(rewards.TERMS)
+DEFAULT_REWARD_SCALES = tuple((name, term.weight) for name, term in rewards.TERMS.items())
 
 # Domain-randomisation fields (`randomize=False` turns all of them off), which a
 # training config keeps in its own section.

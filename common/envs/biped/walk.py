@@ -271,23 +271,10 @@ class BipedWalk(Env):
             torque=data.actuator_force, action=action, last_action=info["last_action"],
             contact_force=forces, first_contact=first_contact, air_time=air_time, terminated=terminated,
         )
-        terms = {
-            "tracking_lin_vel": lambda: rewards.tracking_lin_vel(q, c.tracking_sigma),
-            "tracking_ang_vel": lambda: rewards.tracking_ang_vel(q, c.tracking_sigma),
-            "torque": lambda: rewards.torque(q),
-            "action_rate": lambda: rewards.action_rate(q),
-            "joint_limit": lambda: rewards.joint_limit(q, c.soft_joint_limit),
-            "base_height": lambda: rewards.base_height(q, c.base_height_target),
-            "orientation": lambda: rewards.orientation(q),
-            "feet_air_time": lambda: rewards.feet_air_time(q, c.feet_air_time_target, c.command_deadband),
-            "foot_contact_force": lambda: rewards.foot_contact_force(q, c.max_contact_force),
-            "joint_velocity": lambda: rewards.joint_velocity(q),
-            "power": lambda: rewards.power(q),
-            "termination": lambda: rewards.termination(q),
-        }
         # A zero weight turns a term off: not computed, not logged (and a state's layout,
         # hence its checkpoints, stays that of the code before the term existed).
-        weighted = {name: jnp.where(ok, w * self.dt * terms[name](), 0.0) for name, w in c.reward_scales if w != 0}
+        weighted = {name: jnp.where(ok, w * self.dt * rewards.TERMS[name].fn(q, c), 0.0)
+                    for name, w in c.reward_scales if w != 0}
         reward = sum(weighted.values(), jnp.zeros(()))
 
         timer = info["command_timer"] - 1
