@@ -38,6 +38,7 @@ def for_env(env: str) -> Pipeline:
 
 def open_run(run_path: str, physics: str | None = None) -> saved_run.SavedRun:
     """The run in `run_path` under its pipeline, its config under `physics` (None: its own)."""
+    saved_run.load_config(run_path)  # a folder that is no run at all says so first
     experiment = os.path.basename(os.path.dirname(os.path.abspath(os.path.normpath(run_path))))
     if experiment not in TABLE:
         raise ConfigError(f"--run: {run_path!r} is under {experiment!r}, not a results directory of "
