@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-if TYPE_CHECKING:
-    from common.envs.biped.config import BipedWalkConfig
+
+class Settings(Protocol):
+    """The task's settings the terms read (`BipedWalkConfig` has them)."""
+
+    tracking_sigma: float
+    soft_joint_limit: float
+    base_height_target: float
+    feet_air_time_target: float
+    command_deadband: float
+    max_contact_force: float
 
 
 class StepQuantities(eqx.Module):
@@ -42,24 +50,24 @@ class StepQuantities(eqx.Module):
     terminated: Bool[Array, ""]
 
 
-def tracking_lin_vel(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def tracking_lin_vel(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     error = jnp.sum(jnp.square(q.command[:2] - q.base_lin_vel[:2]))
     return jnp.exp(-error / c.tracking_sigma)
 
 
-def tracking_ang_vel(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def tracking_ang_vel(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     return jnp.exp(-jnp.square(q.command[2] - q.base_ang_vel[2]) / c.tracking_sigma)
 
 
-def torque(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def torque(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     return jnp.sum(jnp.square(q.torque))
 
 
-def action_rate(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def action_rate(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     return jnp.sum(jnp.square(q.action - q.last_action))
 
 
-def joint_limit(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def joint_limit(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     """How far joints are past the central `soft_joint_limit` fraction of their range (rad)."""
     mid = 0.5 * (q.joint_lower + q.joint_upper)
     half = 0.5 * c.soft_joint_limit * (q.joint_upper - q.joint_lower)
@@ -67,15 +75,15 @@ def joint_limit(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
     return jnp.sum(over)
 
 
-def base_height(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def base_height(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     return jnp.square(q.base_height - c.base_height_target)
 
 
-def orientation(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def orientation(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     return jnp.sum(jnp.square(q.projected_gravity[:2]))
 
 
-def feet_air_time(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def feet_air_time(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     """Paid at touch-down: air time beyond `feet_air_time_target` earns, shorter steps cost.
 
     Nothing is paid while the command asks to stand still, so standing is not punished.
@@ -85,21 +93,21 @@ def feet_air_time(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
     return jnp.where(moving, paid, 0.0)
 
 
-def foot_contact_force(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def foot_contact_force(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     """Normal force beyond `max_contact_force` (N): stamping costs, standing does not."""
     return jnp.sum(jnp.maximum(q.contact_force - c.max_contact_force, 0.0))
 
 
-def joint_velocity(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def joint_velocity(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     return jnp.sum(jnp.square(q.joint_vel))
 
 
-def power(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def power(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     """Mechanical power of the motors (W): the sum of |torque x joint velocity|."""
     return jnp.sum(jnp.abs(q.torque * q.joint_vel))
 
 
-def termination(q: StepQuantities, c: BipedWalkConfig) -> Float[Array, ""]:
+def termination(q: StepQuantities, c: Settings) -> Float[Array, ""]:
     """1 on the step that falls (time-outs are not terminations)."""
     return q.terminated.astype(jnp.float32)
 
@@ -109,7 +117,7 @@ class Term:
     """A reward term: its function of one step and the task's settings, and its default
     weight per second of simulated time (0: off, not computed or logged)."""
 
-    fn: Callable[[StepQuantities, BipedWalkConfig], Float[Array, ""]]
+    fn: Callable[[StepQuantities, Settings], Float[Array, ""]]
     weight: float
 
 
