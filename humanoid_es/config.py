@@ -126,6 +126,9 @@ def _validate_fall_height(config: ml_collections.ConfigDict) -> None:
 
 def _validate_assist(config: ml_collections.ConfigDict) -> None:
     number(config, "assist", at_least=0)
+    # Its turning damper reads the previous substep: stable to ~1.3 (common/envs/humanoid.py).
+    require(config.assist <= 1.0, "assist", "must be at most 1 (a 0.1 m sag lifting the body's weight)",
+            config.assist)
     config_lib.non_negative_int(config, "assist_env_steps")
     positive_int(config, "assist_horizon")
     if not config.assist:

@@ -48,6 +48,7 @@ def _config(**overrides):
         ({"fall_height": 0.8, "fall_height_rise_from": -1}, "fall_height_rise_from"),
         ({"train_reset_noise": -0.1}, "train_reset_noise"),
         ({"assist": -0.5}, "assist"),
+        ({"assist": 1.5, "assist_env_steps": 1000}, "assist"),
         ({"assist": 0.5}, "assist_env_steps"),
         ({"assist_env_steps": 1000}, "assist_env_steps"),
         ({"assist": 0.5, "assist_env_steps": 1000, "assist_horizon": 0}, "assist_horizon"),

@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import mujoco
+
 from common import contact, physics, robots
 from common.envs import biped
 from common.envs.base import Env, State
@@ -25,7 +27,18 @@ def _make_humanoid(config: HumanoidConfig) -> Humanoid:
             f"xml_path: {config.xml_path!r} must have a free root joint first and actuators"
         )
     return Humanoid(model=physics.put_model(mj_model, config.impl), config=config,
-                    wrenches=contact.WrenchSensors.of(mj_model), root_body=int(mj_model.jnt_bodyid[0]))
+                    wrenches=contact.WrenchSensors.of(mj_model), root_body=int(mj_model.jnt_bodyid[0]),
+                    stand_height=_stand_height(mj_model, config))
+
+
+def _stand_height(mj_model: mujoco.MjModel, config: HumanoidConfig) -> float:
+    """The root's height in the default pose lowered until the lowest foot meets the floor."""
+    data = mujoco.MjData(mj_model)
+    mujoco.mj_forward(mj_model, data)
+    floor = mj_model.geom(config.floor_geom).id
+    gaps = [mujoco.mj_geomDistance(mj_model, data, mj_model.geom(g).id, floor, 10.0, None)
+            for g in config.contact_geoms]
+    return float(mj_model.qpos0[2] - min(gaps))
 
 
 _REGISTRY: dict[str, tuple[type, Callable[[Any], Env]]] = {

@@ -88,24 +88,28 @@ class HumanoidConfig:
 class Assist(eqx.Module):
     """A training curriculum's hand on the torso (Yu, Turk & Liu 2018, "Learning symmetric and
     low-energy locomotion"): a spring-damper, applied at the torso's centre of mass, that
-    lifts it back to its start height and turns it back upright, while episodes end after
-    `horizon` steps, so that held-up episodes do not spend the env-step budget.
+    lifts it back to `height` (the root's height standing on straight legs, feet on the
+    floor) and turns it back upright, while episodes end after `horizon` steps, so that
+    held-up episodes do not spend the env-step budget.
 
-    At `strength` 1 a torso 0.1 m below its start height is lifted by the body's weight, and
-    a tilt of 1 rad meets a torque of the body's weight at 1 m (gravity's toppling torque
-    on the whole body standing). The lift's damper is critical for the body's mass, the
-    turn's for the body's mass at 0.3 m, light enough to stay stable at the 3 ms substep.
+    At `strength` 1 a torso 0.1 m below `height` is lifted by the body's weight (a body
+    standing tall carries itself), and a tilt of angle a meets a torque of sin(a) x the
+    body's weight at 1 m (gravity's toppling torque on the whole body standing). The
+    lift's damper is critical for the body's mass, the turn's for the body's mass at 0.3
+    m; the damper reads the previous substep's angular velocity, stable up to strength ~1.3
+    (measured in MuJoCo C), so configs keep it at most 1.
     """
 
     strength: Float[Array, ""]
     horizon: Int[Array, ""]
+    height: Float[Array, ""]
 
     def wrenches(self, model: mjx.Model, data: mjx.Data, body: int) -> Float[Array, "nbody 6"]:
         """`xfrc_applied`: the force and torque (world frame) on `body`, none elsewhere."""
         mass = jnp.sum(model.body_mass)
         weight = -mass * model.opt.gravity[2]
         lift_k = weight / 0.1
-        lift = lift_k * (model.qpos0[2] - data.qpos[2]) - 2.0 * jnp.sqrt(lift_k * mass) * data.qvel[2]
+        lift = lift_k * (self.height - data.qpos[2]) - 2.0 * jnp.sqrt(lift_k * mass) * data.qvel[2]
         up = data.xmat[body][:, 2]
         # |up x z| = sin(tilt), along the axis that turns up back onto z; yaw is left free.
         turn_k = weight * 1.0
@@ -156,6 +160,9 @@ class Humanoid(Env):
     assist: Assist | None = None
     # The body the free root joint moves: where the assist pushes.
     root_body: int = eqx.field(static=True, default=1)
+    # The root's height with the model's default pose lowered onto the floor (its feet
+    # touching): where the assist holds the torso.
+    stand_height: float = eqx.field(static=True, default=1.29)
 
     def with_fall_height(self, height: Float[Array, ""]) -> Humanoid:
         """This env, its episodes ending where the torso sinks below `height`."""
@@ -164,7 +171,8 @@ class Humanoid(Env):
 
     def with_assist(self, strength: Float[Array, ""], horizon: Int[Array, ""]) -> Humanoid:
         """This env with the torso held at `strength` and episodes capped at `horizon` steps."""
-        assist = Assist(jnp.asarray(strength, jnp.float32), jnp.asarray(horizon, jnp.int32))
+        assist = Assist(jnp.asarray(strength, jnp.float32), jnp.asarray(horizon, jnp.int32),
+                        jnp.asarray(self.stand_height, jnp.float32))
         return eqx.tree_at(lambda e: e.assist, self, assist, is_leaf=lambda x: x is None)
 
     @property
@@ -215,6 +223,10 @@ class Humanoid(Env):
             horizon = jnp.minimum(horizon, self.assist.horizon)
         step_fn = physics.make_step_fn(c.frame_skip, push)
         data, ok = physics.guarded_step(step_fn, self.model, state.data, action, c.max_qvel)
+        if self.assist is not None:
+            # The hand is training's secret: the observation's external forces (cfrc_ext)
+            # include xfrc_applied, and the policy must see what an unheld body sees.
+            data = data.replace(xfrc_applied=jnp.zeros_like(data.xfrc_applied))
 
         dt = self.model.opt.timestep * c.frame_skip
         x_velocity = (_mass_center_x(self.model, data) - _mass_center_x(self.model, state.data)) / dt
