@@ -126,9 +126,11 @@ class Pipeline:
     tool_flags: frozenset[str]
     # `evaluate(run, options)`: `experiments.evaluate`'s JSON lines for a `SavedRun`.
     evaluate: Callable[[Any, Options], list[Record]]
-    # `sim2sim(run, onnx_path, options, reopen)`: `experiments.sim2sim`'s JSON line;
-    # `reopen(physics)` gives the run's trainer and state under another profile.
-    sim2sim: Callable[[Any, str, Options, Callable[[str | None], tuple[Trainer, Any]]], Record]
+    # `sim2sim(run, model, options, reopen)`: `experiments.sim2sim`'s JSON line; `model()`
+    # gives the checked path of the run's ONNX export (called once the pipeline's own
+    # flags are checked) and `reopen(physics)` the run's trainer and state under another
+    # profile.
+    sim2sim: Callable[[Any, Callable[[], str], Options, Callable[[str | None], tuple[Trainer, Any]]], Record]
     # `benchmark(config, mesh, options, repeats, cache_dir)`: `experiments.benchmark`'s
     # measurements, one dict per line (`common.measure`), for a validated config.
     benchmark: Callable[[ml_collections.ConfigDict, Mesh | None, Options, int, str | None], Iterator[Record]]

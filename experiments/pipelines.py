@@ -3,7 +3,8 @@
 Every tool finds what it needs of a run or a config here, and none of them names a
 pipeline: a run's pipeline is the folder above it (`results_dir/<experiment>/<run>`), a
 config's is its `env`. Adding a pipeline is a new package with its `hooks.PIPELINE` and
-one row below.
+one row below; a tool changes only where the pipeline brings a flag of its own (each
+tool lists the flags some pipelines take and others refuse).
 """
 
 from __future__ import annotations
