@@ -108,9 +108,10 @@ def fields() -> ml_collections.ConfigDict:
     # A training-only hand on the torso (`common.envs.humanoid.Assist`): a spring-damper
     # toward the start height and upright, at `assist` (1: a 0.1 m sag lifts the body's
     # weight) falling linearly to 0 by env step assist_env_steps of the run's clock; while
-    # it acts, training episodes end after assist_horizon steps. 0: no assist. Measured at
-    # 0.6 falling to 0 by 4M on seed 1: the policy leaned on the hand and then learned the
-    # lunge from a worse start (BENCHMARKS.md, "A hand on the torso that lets go").
+    # it acts, training episodes end after assist_horizon steps. 0: no assist; at most 1.
+    # Measured at 0.6 falling to 0 by 4M on seed 1: little learned while held, then the
+    # lunge within 0.5M env steps of the hand's last pull (BENCHMARKS.md, "A hand on the
+    # torso that lets go").
     c.assist = 0.0
     c.assist_env_steps = 0
     c.assist_horizon = 200
