@@ -36,6 +36,7 @@ from common.pipeline import Branch, Pipeline, Record, Trainer
 
 __all__ = ["Branch", "Pipeline", "Record", "Trainer", "run", "restore_latest"]
 
+
 def _floats(tree: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in tree.items()}
 

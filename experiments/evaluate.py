@@ -79,9 +79,8 @@ def main(argv: Sequence[str]) -> None:
         raise ConfigError(f"--episodes: must be a positive integer, got {_EPISODES.value}")
     run = pipelines.open_run(_RUN.value, _PHYSICS.value)
     pipelines.refuse_foreign(run.pipeline, _RUN_FLAGS)
-    options = pipelines.options(run.pipeline, _RUN_FLAGS, episodes=_EPISODES.value, seed=_SEED.value)
-    if "command" in options:
-        options["command"] = command
+    options = pipelines.options(run.pipeline, _RUN_FLAGS, {"command": command}, episodes=_EPISODES.value,
+                                seed=_SEED.value)
     for line in run.pipeline.evaluate(run, options):
         print(json.dumps(line), flush=True)
 

@@ -56,6 +56,10 @@ def refuse_foreign(pipeline: Pipeline, names: Iterable[str], what: str = "runs")
             raise ConfigError(f"--{name}: {pipeline.title} {what} do not take it (only {takers} {what} do)")
 
 
-def options(pipeline: Pipeline, names: Iterable[str], **common: Any) -> Options:
-    """The values of the flags in `names` that `pipeline` takes, beside `common` ones."""
-    return {name: flags.FLAGS[name].value for name in names if name in pipeline.tool_flags} | common
+def options(pipeline: Pipeline, names: Iterable[str], parsed: dict[str, Any] | None = None,
+            **common: Any) -> Options:
+    """The values of the flags in `names` that `pipeline` takes (a flag's `parsed` value in
+    place of its text where the tool parsed it), beside `common` ones."""
+    parsed = parsed or {}
+    return {name: parsed[name] if name in parsed else flags.FLAGS[name].value
+            for name in names if name in pipeline.tool_flags} | common

@@ -84,9 +84,8 @@ def main(argv: Sequence[str]) -> None:
         raise ConfigError(f"--heading_hold: must be a finite number >= 0 (1/s; 0 = off), got {_HEADING.value}")
     run = pipelines.open_run(_RUN.value)
     pipelines.refuse_foreign(run.pipeline, _RUN_FLAGS)
-    options = pipelines.options(run.pipeline, _RUN_FLAGS, episodes=_EPISODES.value, seed=_SEED.value)
-    if "command" in options:
-        options["command"] = command
+    options = pipelines.options(run.pipeline, _RUN_FLAGS, {"command": command}, episodes=_EPISODES.value,
+                                seed=_SEED.value)
     line = run.pipeline.sim2sim(run, lambda: _model_path(run), options,
                                 lambda physics: saved_run.restore(pipelines.open_run(run.path, physics)))
     print(json.dumps(line), flush=True)

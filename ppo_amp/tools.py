@@ -44,6 +44,11 @@ def open_config(config: ml_collections.ConfigDict, run_path: str) -> ml_collecti
     return config
 
 
+def _command(run: saved_run.SavedRun, options: Options) -> tuple[float, float, float]:
+    """The command to walk at: the flag's, or the run's `eval_command`."""
+    return options["command"] or tuple(float(v) for v in run.config.eval_command)
+
+
 def _env_flags(run: saved_run.SavedRun, options: Options) -> dict[str, object]:
     """The task overrides of heading_hold, actuator and actuator_net."""
     out: dict[str, object] = {} if options["heading_hold"] is None else {"heading_hold": options["heading_hold"]}
@@ -64,7 +69,7 @@ def evaluate(run: saved_run.SavedRun, options: Options) -> list[Record]:
     if options["suite"] == "robustness":
         return _robustness(run, options)
     config = run.config
-    command = options["command"] or tuple(float(v) for v in config.eval_command)
+    command = _command(run, options)
     seconds = float(config.eval_seconds) if options["seconds"] is None else options["seconds"]
     episodes = options["episodes"] or int(config.eval_episodes)
     trainer, state = saved_run.restore(run)
@@ -83,7 +88,7 @@ def evaluate(run: saved_run.SavedRun, options: Options) -> list[Record]:
 
 def _robustness(run: saved_run.SavedRun, options: Options) -> list[Record]:
     config = run.config
-    command = options["command"] or tuple(float(v) for v in config.eval_command)
+    command = _command(run, options)
     seconds = _SUITE_SECONDS if options["seconds"] is None else options["seconds"]
     episodes = options["episodes"] or _SUITE_EPISODES
     trainer, state = saved_run.restore(run)
@@ -128,7 +133,7 @@ def sim2sim(run: saved_run.SavedRun, model: Callable[[], str], options: Options,
     del reopen  # the figures are MuJoCo C's alone
     path = model()
     task = envs.config_for(ppo_config.ENV, **ppo_config.env_overrides(run.config))
-    command = options["command"] or tuple(run.config.eval_command)
+    command = _command(run, options)
     termination = mujoco_c.Termination(min_base_height=task.min_base_height, max_tilt=task.max_tilt,
                                        grace_steps=task.grace_steps, reset_joint_noise=task.reset_joint_noise,
                                        keyframe=task.keyframe)

@@ -88,11 +88,11 @@ class HumanoidConfig:
 class Assist(eqx.Module):
     """A training curriculum's hand on the torso (Yu, Turk & Liu 2018, "Learning symmetric and
     low-energy locomotion"): a spring-damper, applied at the torso's centre of mass, that
-    lifts it back to `height` (the root's height standing on straight legs, feet on the
-    floor) and turns it back upright, while episodes end after `horizon` steps, so that
+    lifts it back to a height (the env's `stand_height`: standing on straight legs, feet
+    on the floor) and turns it back upright, while episodes end after `horizon` steps, so that
     held-up episodes do not spend the env-step budget.
 
-    At `strength` 1 a torso 0.1 m below `height` is lifted by the body's weight (a body
+    At `strength` 1 a torso 0.1 m below that height is lifted by the body's weight (a body
     standing tall carries itself), and a tilt of angle a meets a torque of sin(a) x the
     body's weight at 1 m (gravity's toppling torque on the whole body standing). The
     lift's damper is critical for the body's mass, the turn's for the body's mass at 0.3
@@ -102,14 +102,14 @@ class Assist(eqx.Module):
 
     strength: Float[Array, ""]
     horizon: Int[Array, ""]
-    height: Float[Array, ""]
 
-    def wrenches(self, model: mjx.Model, data: mjx.Data, body: int) -> Float[Array, "nbody 6"]:
-        """`xfrc_applied`: the force and torque (world frame) on `body`, none elsewhere."""
+    def wrenches(self, model: mjx.Model, data: mjx.Data, body: int, height: float) -> Float[Array, "nbody 6"]:
+        """`xfrc_applied`: the force and torque (world frame) on `body`, held toward `height`
+        and upright; none elsewhere."""
         mass = jnp.sum(model.body_mass)
         weight = -mass * model.opt.gravity[2]
         lift_k = weight / 0.1
-        lift = lift_k * (self.height - data.qpos[2]) - 2.0 * jnp.sqrt(lift_k * mass) * data.qvel[2]
+        lift = lift_k * (height - data.qpos[2]) - 2.0 * jnp.sqrt(lift_k * mass) * data.qvel[2]
         up = data.xmat[body][:, 2]
         # |up x z| = sin(tilt), along the axis that turns up back onto z; yaw is left free.
         turn_k = weight * 1.0
@@ -152,17 +152,17 @@ class Humanoid(Env):
     config: HumanoidConfig = eqx.field(static=True)
     # Where the contact sensors that `observe` reads sit in `sensordata`.
     wrenches: contact.WrenchSensors = eqx.field(static=True)
+    # The body the free root joint moves: where the assist pushes.
+    root_body: int = eqx.field(static=True)
+    # The root's height with the model's default pose lowered onto the floor (its feet
+    # touching): where the assist holds the torso.
+    stand_height: float = eqx.field(static=True)
     # A training curriculum's torso height below which an episode ends, in place of
     # `config.healthy_z_min` (an array, so it may change between iterations without a
     # compile); evaluation envs leave it None and end episodes where Humanoid-v4 does.
     fall_height: Float[Array, ""] | None = None
     # A training curriculum's hand on the torso; evaluation envs leave it None.
     assist: Assist | None = None
-    # The body the free root joint moves: where the assist pushes.
-    root_body: int = eqx.field(static=True, default=1)
-    # The root's height with the model's default pose lowered onto the floor (its feet
-    # touching): where the assist holds the torso.
-    stand_height: float = eqx.field(static=True, default=1.29)
 
     def with_fall_height(self, height: Float[Array, ""]) -> Humanoid:
         """This env, its episodes ending where the torso sinks below `height`."""
@@ -171,8 +171,7 @@ class Humanoid(Env):
 
     def with_assist(self, strength: Float[Array, ""], horizon: Int[Array, ""]) -> Humanoid:
         """This env with the torso held at `strength` and episodes capped at `horizon` steps."""
-        assist = Assist(jnp.asarray(strength, jnp.float32), jnp.asarray(horizon, jnp.int32),
-                        jnp.asarray(self.stand_height, jnp.float32))
+        assist = Assist(jnp.asarray(strength, jnp.float32), jnp.asarray(horizon, jnp.int32))
         return eqx.tree_at(lambda e: e.assist, self, assist, is_leaf=lambda x: x is None)
 
     @property
@@ -219,7 +218,7 @@ class Humanoid(Env):
         horizon = c.episode_length
         push = None
         if self.assist is not None:
-            push = lambda d: self.assist.wrenches(self.model, d, self.root_body)
+            push = lambda d: self.assist.wrenches(self.model, d, self.root_body, self.stand_height)
             horizon = jnp.minimum(horizon, self.assist.horizon)
         step_fn = physics.make_step_fn(c.frame_skip, push)
         data, ok = physics.guarded_step(step_fn, self.model, state.data, action, c.max_qvel)
